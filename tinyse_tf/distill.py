@@ -74,7 +74,7 @@ class Distiller(keras.Model):
         noisy_spec, clean_spec = stft(noisy), stft(clean)
         feats = mel_features(noisy_spec)
         student_out = self._student_blocks(feats, training=training)
-        psa = psa_loss(clean_spec, noisy_spec, mel_mask_to_linear(student_out[-1]))
+        mask = mel_mask_to_linear(student_out[-1])
         gamma = self.gamma
         if self.teacher is None:
             kd = tf.zeros([], tf.float32)
@@ -86,9 +86,12 @@ class Distiller(keras.Model):
                                           self.kd_granularity, self.kd_normalize, self.kd_reduction)
             # Step 2 (gamma == 0) skips the teacher forward pass entirely.
             kd = tf.cond(gamma > 0.0, kd_fn, lambda: tf.zeros([], tf.float32))
-        # Step 1 (gamma == 1) takes only the KD branch: the clean target cannot reach the gradient,
-        # not even as 0 * NaN.
-        loss = tf.cond(gamma >= 1.0, lambda: kd, lambda: gamma * kd + (1.0 - gamma) * psa)
+        # Step 1 (gamma == 1) takes only the KD branch and PSA is computed inside the other one:
+        # the clean target cannot reach the gradient, not even as 0 * NaN.
+        loss = tf.cond(gamma >= 1.0, lambda: kd,
+                       lambda: gamma * kd + (1.0 - gamma) * psa_loss(clean_spec, noisy_spec, mask))
+        # Logged in every phase, outside the gradient.
+        psa = psa_loss(clean_spec, noisy_spec, tf.stop_gradient(mask))
         return loss, kd, psa
 
     def _record(self, loss, kd, psa):

@@ -73,11 +73,12 @@ def stft(audio):
     """Causal STFT of a batch of signals.
 
     Shape:
-        audio: [b, n] float32 -> complex64 [b, ceil(n / HOP), 257].
-    The input is left-padded with ``N_FFT - HOP`` zeros and right-padded to a whole hop.
+        audio: [b, n] float32 -> complex64 [b, ceil(n / HOP) + 1, 257].
+    The input is padded with ``N_FFT - HOP`` zeros on both sides (plus up to a whole hop on the
+    right), so every sample is covered by two frames and ``istft`` reconstructs all of it.
     """
     n = tf.shape(audio)[-1]
-    right = (-n) % HOP
+    right = (-n) % HOP + (N_FFT - HOP)
     padded = tf.pad(audio, [[0, 0], [N_FFT - HOP, right]])
     return tf.signal.stft(padded, N_FFT, HOP, fft_length=N_FFT, window_fn=_tf_window, pad_end=False)
 

@@ -5,7 +5,15 @@ All are registered as Keras serialisable (package ``tinyse_tf``), so a saved mod
 """
 from tinyse_tf._tf import keras, tf
 
-_register = keras.utils.register_keras_serializable(package="tinyse_tf")
+
+
+def _register(cls):
+    """Register ``cls`` as ``tinyse_tf>Name`` (.keras format) and as plain ``Name``: the legacy
+    .h5 loader looks nested objects, such as an RNN's cell, up by their bare class name."""
+    keras.utils.get_custom_objects()[cls.__name__] = cls
+    return keras.utils.register_keras_serializable(package="tinyse_tf")(cls)
+
+_GATES = ("xz", "xr", "xn", "hz", "hr", "hn")
 
 
 @_register
@@ -38,17 +46,22 @@ class GroupedGRUCell(keras.layers.Layer):
         self.group_units = self.units // self.groups
         self.state_size = [self.group_units] * self.groups
         self.output_size = self.units
-        self.gates = []
+        # One attribute per Dense layer (not a nested container): the .keras saver restores
+        # weights by attribute path and misses layers kept in lists of dicts.
         for g in range(self.groups):
-            self.gates.append({
-                key: keras.layers.Dense(self.group_units, name=f"g{g}_{key}")
-                for key in ("xz", "xr", "xn", "hz", "hr", "hn")
-            })
+            for key in _GATES:
+                setattr(self, f"g{g}_{key}", keras.layers.Dense(self.group_units, name=f"g{g}_{key}"))
+
+    @property
+    def gates(self):
+        """Per group, a dict gate name (xz, xr, xn, hz, hr, hn) -> Dense layer."""
+        return [{key: getattr(self, f"g{g}_{key}") for key in _GATES} for g in range(self.groups)]
 
     def build(self, input_shape):
         for layers in self.gates:
-            for key, layer in layers.items():
-                layer.build((None, self.group_units))
+            for layer in layers.values():
+                with tf.name_scope(layer.name):  # unique weight names, needed by the .h5 format
+                    layer.build((None, self.group_units))
         super().build(input_shape)
 
     def call(self, inputs, states):

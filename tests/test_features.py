@@ -1,0 +1,66 @@
+import numpy as np
+import pytest
+
+from tinyse_tf._tf import tf
+from tinyse_tf.constants import HOP, N_BINS, N_FFT, N_MELS
+from tinyse_tf.features import (FrameAnalyzer, FrameSynthesizer, istft, mel_features, mel_matrix,
+                                mel_to_linear_matrix, np_mel_features, sqrt_hann, stft)
+
+
+@pytest.fixture
+def audio():
+    rng = np.random.default_rng(1)
+    return (0.3 * rng.standard_normal(HOP * 20 + 77)).astype(np.float32)
+
+
+def test_window_pair_overlap_adds_to_one():
+    w2 = sqrt_hann() ** 2
+    assert np.allclose(w2[:HOP] + w2[HOP:], 1.0, atol=1e-6)
+
+
+def test_stft_istft_reconstructs_exactly(audio):
+    x = tf.constant(audio[None])
+    y = istft(stft(x), len(audio)).numpy()[0]
+    assert y.shape == audio.shape
+    np.testing.assert_allclose(y, audio, atol=1e-5)
+
+
+def test_stft_shape_is_causal_framing(audio):
+    spec = stft(tf.constant(audio[None]))
+    assert spec.shape == (1, int(np.ceil(len(audio) / HOP)) + 1, N_BINS)
+
+
+def test_mel_matrices():
+    fb, inv = mel_matrix(), mel_to_linear_matrix()
+    assert fb.shape == (N_BINS, N_MELS) and inv.shape == (N_MELS, N_BINS)
+    assert (fb.sum(axis=0) > 0).all(), "every mel band must cover at least one bin"
+    # A constant mel mask maps to the same constant on every linear bin.
+    np.testing.assert_allclose(np.full(N_MELS, 0.7) @ inv, 0.7, atol=1e-6)
+    assert (inv >= 0).all()
+
+
+def test_frame_path_matches_tf_path(audio):
+    n = (len(audio) // HOP) * HOP
+    x = audio[:n]
+    spec_tf = stft(tf.constant(x[None])).numpy()[0, :n // HOP]
+    feats_tf = mel_features(tf.constant(spec_tf[None])).numpy()[0, ..., 0]
+    ana = FrameAnalyzer()
+    spec_np = np.stack([ana.push(x[i:i + HOP]) for i in range(0, n, HOP)])
+    np.testing.assert_allclose(spec_np, spec_tf, atol=2e-4)
+    np.testing.assert_allclose(np_mel_features(spec_np), feats_tf, rtol=1e-4, atol=1e-4)
+
+
+def test_frame_synthesis_reconstructs_with_fixed_delay(audio):
+    n = (len(audio) // HOP) * HOP
+    x = audio[:n]
+    ana, syn = FrameAnalyzer(), FrameSynthesizer()
+    y = np.concatenate([syn.push(ana.push(x[i:i + HOP])) for i in range(0, n, HOP)])
+    delay = N_FFT - HOP
+    np.testing.assert_allclose(y[delay:], x[:n - delay], atol=1e-5)
+
+
+def test_frame_path_rejects_wrong_sizes():
+    with pytest.raises(ValueError, match="256 samples"):
+        FrameAnalyzer().push(np.zeros(100, np.float32))
+    with pytest.raises(ValueError, match="257 bins"):
+        FrameSynthesizer().push(np.zeros(10, np.complex64))

@@ -1,0 +1,62 @@
+"""Mixing speech and noise at a given SNR and level, in numpy and in TensorFlow (same formula).
+
+SNR is energy based over the whole clip: ``10 log10(sum(clean^2) / sum(noise^2))``. The paper
+sets SNR by loudness (LUFS, ITU-R BS.1770); energy is simpler, needs no K-weighting filter in the
+graph, and differs from LUFS mostly for noise with much low-frequency energy (hum, brown noise),
+which K-weighting discounts. The level is the RMS of the noisy mixture in dBFS; the clean target
+gets the same gain. If a sample of either signal would exceed ``peak``, both are scaled down
+together, which keeps the SNR.
+
+A clip whose speech part is silent (energy below ``SILENCE``) gets the noise at unit gain, so it
+becomes a noise-only example with a silent target rather than a silent pair.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+PEAK = 0.99
+SILENCE = 1e-8  # sum of squares below which the speech part counts as silent
+_EPS = 1e-12
+
+
+def mix_np(clean: np.ndarray, noise: np.ndarray, snr_db: float, level_db: float,
+           peak: float = PEAK) -> tuple[np.ndarray, np.ndarray]:
+    """Mix one clip.
+
+    Args:
+        clean: float [n] speech.
+        noise: float [n] noise (same length).
+        snr_db: energy SNR of the result.
+        level_db: RMS of the noisy result in dBFS (before the peak limit).
+        peak: largest absolute sample allowed in either output.
+
+    Returns:
+        ``(noisy, clean)`` float32 [n], scaled by the same gain.
+    """
+    clean = np.asarray(clean, np.float64)
+    noise = np.asarray(noise, np.float64)
+    e_clean = np.sum(clean ** 2)
+    e_noise = np.sum(noise ** 2)
+    g_noise = (np.sqrt(e_clean / (e_noise * 10 ** (snr_db / 10) + _EPS))
+               if e_clean > SILENCE else 1.0)
+    noisy = clean + g_noise * noise
+    gain = 10 ** (level_db / 20) / (np.sqrt(np.mean(noisy ** 2)) + _EPS)
+    top = max(np.max(np.abs(noisy)), np.max(np.abs(clean))) * gain
+    if top > peak:
+        gain *= peak / top
+    return (noisy * gain).astype(np.float32), (clean * gain).astype(np.float32)
+
+
+def mix_tf(clean, noise, snr_db, level_db, peak: float = PEAK):
+    """TensorFlow version of :func:`mix_np` for one clip (float32 [n] tensors, scalar dB)."""
+    from tinyse_tf._tf import tf
+
+    e_clean = tf.reduce_sum(tf.square(clean))
+    e_noise = tf.reduce_sum(tf.square(noise))
+    g_noise = tf.where(e_clean > SILENCE,
+                       tf.sqrt(e_clean / (e_noise * tf.pow(10.0, snr_db / 10.0) + _EPS)), 1.0)
+    noisy = clean + g_noise * noise
+    gain = tf.pow(10.0, level_db / 20.0) / (tf.sqrt(tf.reduce_mean(tf.square(noisy))) + _EPS)
+    top = tf.maximum(tf.reduce_max(tf.abs(noisy)), tf.reduce_max(tf.abs(clean))) * gain
+    gain = tf.where(top > peak, gain * peak / top, gain)
+    return noisy * gain, clean * gain

@@ -1,0 +1,208 @@
+"""Evaluate many (clean, noisy, enhanced) files in parallel, summarise and save the results.
+
+An *item* names one test clip::
+
+    {"id": "clip0001", "snr_label": "-5", "clean_path": ..., "noisy_path": ..., "enhanced_path": ...}
+
+A *record* is the item (paths as str, ``snr_label`` as str) plus the ``compute_metrics`` fields
+``noisy``, ``enhanced``, ``delta``, ``errors``, ``seconds``, ``n_samples``.
+
+Files are evaluated in a ``ProcessPoolExecutor``. DNSMOS keeps its ONNX sessions in a module global
+of ``speechmos.dnsmos``, so each worker loads them once, on its first DNSMOS call (about 5-20 s), and
+reuses them for every later file it gets.
+"""
+from __future__ import annotations
+
+import concurrent.futures as cf
+import csv
+import math
+import multiprocessing
+import os
+import sys
+from typing import Iterable, Mapping, Sequence
+
+import numpy as np
+
+from tinyse_tf.evaluation._atomic import atomic_open
+from tinyse_tf.evaluation.metrics import (DEFAULT_METRICS, SAMPLE_RATE, _error_string,
+                                          compute_metrics, empty_result, metric_keys)
+
+SIDES = ("noisy", "enhanced", "delta")
+RESULT_FIELDS = ("noisy", "enhanced", "delta", "errors", "seconds", "n_samples")
+PATH_FIELDS = ("clean_path", "noisy_path", "enhanced_path")
+ALL_LABEL = "all"
+
+
+def _load(path) -> np.ndarray:
+    import soundfile as sf
+
+    audio, sr = sf.read(str(path), dtype="float64", always_2d=False)
+    if sr != SAMPLE_RATE:
+        raise ValueError(f"{path}: sample rate {sr} Hz, expected {SAMPLE_RATE}")
+    if audio.ndim != 1:
+        raise ValueError(f"{path}: {audio.shape[1]} channels, expected mono")
+    return audio
+
+
+def _new_record(item: Mapping) -> dict:
+    rec = dict(item)
+    rec["id"] = str(rec.get("id"))
+    rec["snr_label"] = str(rec.get("snr_label"))
+    for key in PATH_FIELDS:
+        if key in rec:
+            rec[key] = os.fspath(rec[key])
+    return rec
+
+
+def evaluate_item(item: Mapping, metrics: Sequence[str] = DEFAULT_METRICS) -> dict:
+    """Load one item's three files and compute its record; never raises for a bad file."""
+    rec = _new_record(item)
+    try:
+        clean, noisy, enhanced = (_load(item[k]) for k in PATH_FIELDS)
+    except Exception as exc:
+        result = empty_result(metrics)
+        result["errors"]["input"] = _error_string(exc)
+    else:
+        result = compute_metrics(clean, noisy, enhanced, metrics)
+    rec.update(result)
+    return rec
+
+
+def _init_worker() -> None:
+    """Pool initializer: drop DNSMOS sessions a forked worker inherited from its parent (onnxruntime
+    sessions do not survive fork: their thread pools stay behind), so each worker loads its own."""
+    mod = sys.modules.get("speechmos.dnsmos")
+    if mod is not None:
+        mod.dnsmos = None
+
+
+def _default_context() -> str | None:
+    # fork: workers start instantly and need no re-import of the caller's modules (tinyse_tf's
+    # package __init__ loads TensorFlow); the workers themselves never touch TensorFlow.
+    if sys.platform.startswith("linux") and "fork" in multiprocessing.get_all_start_methods():
+        return "fork"
+    return None
+
+
+def evaluate_files(items: Iterable[Mapping], metrics: Sequence[str] = DEFAULT_METRICS,
+                   workers: int | None = None, progress: bool = True,
+                   mp_context: str | None = None) -> list[dict]:
+    """Compute per-file metrics for many items, in parallel over files.
+
+    Args:
+        items: dicts with ``id``, ``snr_label``, ``clean_path``, ``noisy_path``, ``enhanced_path``
+            (16 kHz mono files); other keys are copied into the records.
+        metrics: metric groups, a subset of ``("si_sdr", "sdr", "pesq", "estoi", "dnsmos")``.
+        workers: worker processes; None -> ``os.cpu_count()``; 0 -> evaluate in this process.
+        progress: show a tqdm progress bar.
+        mp_context: multiprocessing start method; None -> "fork" on Linux, else the platform default.
+    Returns:
+        One record per item, in input order. A file that fails to load, or a metric that fails,
+        gives NaN values and an ``errors`` entry; a crashed worker gives ``errors["worker"]``.
+    """
+    items = list(items)
+    metrics = tuple(metrics)
+    metric_keys(metrics)  # validate names before starting any worker
+    for item in items:
+        missing = [k for k in ("id", "snr_label", *PATH_FIELDS) if k not in item]
+        clash = [k for k in RESULT_FIELDS if k in item]
+        if missing or clash:
+            raise ValueError(f"bad item {item!r}: missing {missing}, reserved keys {clash}")
+    if not items:
+        return []
+    if workers is None:
+        workers = os.cpu_count() or 1
+    workers = min(int(workers), len(items))
+
+    from tqdm.auto import tqdm
+
+    records: list[dict | None] = [None] * len(items)
+    with tqdm(total=len(items), desc="evaluate", unit="file", disable=not progress) as bar:
+        if workers <= 0:
+            for i, item in enumerate(items):
+                records[i] = evaluate_item(item, metrics)
+                bar.update()
+            return records
+        ctx = multiprocessing.get_context(mp_context or _default_context())
+        with cf.ProcessPoolExecutor(max_workers=workers, mp_context=ctx,
+                                    initializer=_init_worker) as pool:
+            futures = {pool.submit(evaluate_item, item, metrics): i for i, item in enumerate(items)}
+            for fut in cf.as_completed(futures):
+                i = futures[fut]
+                try:
+                    records[i] = fut.result()
+                except Exception as exc:  # e.g. BrokenProcessPool after a segfault in a C library
+                    rec = _new_record(items[i])
+                    rec.update(empty_result(metrics))
+                    rec["errors"]["worker"] = _error_string(exc)
+                    records[i] = rec
+                bar.update()
+    return records
+
+
+def _label_order(labels: Iterable[str]) -> list[str]:
+    """Numeric SNR labels ascending, then the others in first-seen order."""
+    labels = list(dict.fromkeys(labels))
+
+    def number(label):
+        try:
+            return float(label)
+        except ValueError:
+            return None
+
+    numeric = sorted((lab for lab in labels if number(lab) is not None), key=number)
+    return numeric + [lab for lab in labels if number(lab) is None]
+
+
+def _keys_of(records: Sequence[Mapping]) -> list[str]:
+    keys: dict[str, None] = {}
+    for rec in records:
+        for side in SIDES:
+            keys.update(dict.fromkeys(rec.get(side, {})))
+    return list(keys)
+
+
+def _stats(values: Sequence[float]) -> dict:
+    v = np.asarray(values, dtype=np.float64)
+    v = v[np.isfinite(v)]
+    if v.size == 0:
+        return {"mean": math.nan, "std": math.nan, "n": 0}
+    return {"mean": float(v.mean()), "std": float(v.std()), "n": int(v.size)}
+
+
+def summarize(records: Sequence[Mapping]) -> dict:
+    """Mean, standard deviation (ddof=0) and count of every metric, per SNR label and overall.
+
+    NaN values (failed metrics) are left out; ``n`` counts the finite values used.
+
+    Returns:
+        ``{snr_label: {side: {metric_key: {"mean", "std", "n"}}}}`` with side in noisy / enhanced /
+        delta; labels ordered numerically (-5, 0, 5), then the others (e.g. "mixed"), then "all"
+        over every record.
+    """
+    keys = _keys_of(records)
+    groups: dict[str, list[Mapping]] = {lab: [] for lab in _label_order(str(r["snr_label"]) for r in records)}
+    for rec in records:
+        groups[str(rec["snr_label"])].append(rec)
+    groups[ALL_LABEL] = list(records)
+    return {
+        label: {side: {k: _stats([r.get(side, {}).get(k, math.nan) for r in group]) for k in keys}
+                for side in SIDES}
+        for label, group in groups.items()
+    }
+
+
+def write_records_csv(records: Sequence[Mapping], path) -> None:
+    """Write one row per record (atomically): id, snr_label, <side>.<metric> columns, n_samples,
+    the three paths when present, and ``errors`` as "key: message" joined by " | "."""
+    keys = _keys_of(records)
+    paths = [k for k in PATH_FIELDS if any(k in r for r in records)]
+    header = ["id", "snr_label", *(f"{s}.{k}" for k in keys for s in SIDES), "n_samples", *paths, "errors"]
+    with atomic_open(path, "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(header)
+        for rec in records:
+            errors = " | ".join(f"{k}: {v}" for k, v in rec.get("errors", {}).items())
+            writer.writerow([rec["id"], rec["snr_label"],
+                             *(repr(float(rec.get(s, {}).get(k, math.nan))) for k in keys for s in SIDES),
+                             rec.get("n_samples", 0), *(rec.get(k, "") for k in paths), errors])

@@ -1,0 +1,113 @@
+"""Representative data for int8 calibration: real noisy audio run through the float streaming model.
+
+A streaming model's inputs are the current feature frame *and* its states, so a representative
+sample must hold states the model itself produces. ``closed_loop_samples`` runs the float
+streaming ``.tflite`` over whole noisy signals, frame by frame, feeding each frame's new states
+back in, and keeps (a subset of) the (features, states) it saw: exactly the inputs the int8 model
+will meet at run time.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from tinyse_tf.constants import HOP, SAMPLE_RATE
+
+
+def _as_audio(item) -> np.ndarray:
+    if isinstance(item, (str, Path)):
+        from tinyse_tf.data.audio_io import load_audio
+
+        return load_audio(item)
+    audio = np.asarray(item, dtype=np.float32)
+    if audio.ndim != 1 or audio.size < HOP:
+        raise ValueError(f"expected 1-D audio of at least {HOP} samples, got shape {audio.shape}")
+    return audio
+
+
+def noisy_mixtures(speech, noise, n_clips: int = 8, seconds: float = 4.0, snr_db=(-5.0, 20.0),
+                   seed: int = 0):
+    """Random (noisy, clean) pairs mixed from speech and noise recordings.
+
+    Args:
+        speech, noise: sequences of 1-D float arrays at 16 kHz, or of audio file paths.
+        n_clips: number of pairs; seconds: length of each (shorter sources are looped).
+        snr_db: (low, high) uniform SNR range in dB, or a single number.
+        seed: the pairs depend only on it and the sources.
+    Returns:
+        list of (noisy [n], clean [n]) float32 arrays, n = seconds * 16000.
+    """
+    rng = np.random.default_rng(seed)
+    speech = [_as_audio(s) for s in speech]
+    noise = [_as_audio(x) for x in noise]
+    if not speech or not noise:
+        raise ValueError("noisy_mixtures needs at least one speech and one noise signal")
+    n = int(seconds * SAMPLE_RATE)
+    lo, hi = (snr_db, snr_db) if np.isscalar(snr_db) else snr_db
+    pairs = []
+    for _ in range(n_clips):
+        s = _crop(speech[rng.integers(len(speech))], n, rng)
+        v = _crop(noise[rng.integers(len(noise))], n, rng)
+        snr = rng.uniform(lo, hi)
+        gain = np.sqrt(np.mean(s ** 2) / (np.mean(v ** 2) + 1e-12) / 10 ** (snr / 10))
+        noisy = s + gain * v
+        peak = max(1.0, float(np.abs(noisy).max()) / 0.99)
+        pairs.append(((noisy / peak).astype(np.float32), (s / peak).astype(np.float32)))
+    return pairs
+
+
+def _crop(x, n, rng):
+    if x.size < n:
+        x = np.tile(x, int(np.ceil(n / x.size)))
+    start = rng.integers(0, x.size - n + 1)
+    return x[start:start + n].astype(np.float32)
+
+
+def feature_frames(audio) -> np.ndarray:
+    """Compressed mel features of one signal, as the model sees them: [t, 80] float32.
+
+    Uses the TensorFlow path (``stft`` + ``mel_features``), which the tests show equals the
+    frame-by-frame numpy path of the streaming wrapper.
+    """
+    from tinyse_tf._tf import tf
+    from tinyse_tf.features import mel_features, stft
+
+    audio = _as_audio(audio)
+    return mel_features(stft(tf.constant(audio[None])))[0, :, :, 0].numpy()
+
+
+def closed_loop_samples(float_model_content: bytes, audios, max_samples: int = 1000,
+                        seed: int = 0) -> list[dict]:
+    """Representative samples of a streaming model: inputs seen while enhancing ``audios``.
+
+    Args:
+        float_model_content: the float32 streaming ``.tflite`` (inputs ``features`` + states,
+            outputs ``mask`` + ``<state>_out``).
+        audios: noisy signals (1-D arrays at 16 kHz or file paths).
+        max_samples: keep at most this many frames, drawn uniformly without replacement over all
+            frames of all signals (states start at zero at the start of every signal).
+    Returns:
+        list of ``{input name: float32 array}`` dicts (signature names).
+    """
+    from tinyse_tf.export.contract import make_interpreter
+
+    runner = make_interpreter(float_model_content).get_signature_runner()
+    details = runner.get_input_details()
+    state_names = [n for n in details if n != "features"]
+    samples = []
+    for audio in audios:
+        feats = feature_frames(audio)
+        states = {n: np.zeros(details[n]["shape"], np.float32) for n in state_names}
+        for frame in feats:
+            x = {"features": frame.reshape(details["features"]["shape"]).astype(np.float32),
+                 **states}
+            samples.append(x)
+            out = runner(**x)
+            states = {n: out[f"{n}_out"] for n in state_names}
+    if not samples:
+        raise ValueError("no audio given for calibration")
+    if len(samples) > max_samples:
+        keep = np.sort(np.random.default_rng(seed).choice(len(samples), max_samples, replace=False))
+        samples = [samples[i] for i in keep]
+    return samples

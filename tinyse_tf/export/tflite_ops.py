@@ -1,0 +1,178 @@
+"""Read the structure of a ``.tflite`` flatbuffer without running it.
+
+The reader uses the flatbuffer bindings generated from the TFLite schema that ship with
+``ai-edge-litert`` (``ai_edge_litert.schema_py_generated``, plain Python on top of the
+``flatbuffers`` package): it imports in well under a second and needs neither TensorFlow nor an
+interpreter. When ai-edge-litert is absent it falls back to the identical bindings inside
+TensorFlow (``tensorflow.lite.python.schema_py_generated``).
+
+Only what a static check needs is decoded: operator codes, operators (inputs, outputs, builtin
+options), tensors (name, type, shape, shape_signature, whether a constant buffer backs them) and
+subgraphs. Weight data are never copied.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+try:  # preferred: no TensorFlow import
+    from ai_edge_litert import schema_py_generated as _schema
+except ImportError:  # pragma: no cover - only without ai-edge-litert
+    from tensorflow.lite.python import schema_py_generated as _schema  # type: ignore
+
+TFLITE_FILE_IDENTIFIER = b"TFL3"
+
+_OP_NAMES = {v: k for k, v in vars(_schema.BuiltinOperator).items() if not k.startswith("_")}
+_TYPE_NAMES = {v: k for k, v in vars(_schema.TensorType).items() if not k.startswith("_")}
+_CUSTOM = _schema.BuiltinOperator.CUSTOM
+
+
+class NotATfliteFile(ValueError):
+    """The file exists but is not a TFLite flatbuffer this reader can decode."""
+
+
+@dataclass
+class TensorInfo:
+    index: int
+    name: str
+    dtype: str  # TensorType name: "INT8", "FLOAT32", ...
+    shape: list[int]
+    shape_signature: list[int] | None  # None when the file stores none (then equal to shape)
+    is_constant: bool  # backed by a non-empty buffer (weights, biases, shape constants)
+    is_variable: bool
+
+    @property
+    def is_dynamic(self) -> bool:
+        sig = self.shape_signature if self.shape_signature is not None else self.shape
+        return any(d < 0 for d in sig) or any(d < 0 for d in self.shape)
+
+
+@dataclass
+class OpInfo:
+    index: int  # position in its subgraph's operator list (execution order)
+    subgraph: int
+    name: str  # builtin name ("CONV_2D"), or "CUSTOM" for custom/Flex ops
+    custom_code: str | None
+    version: int
+    inputs: list[int]  # tensor indices, -1 for an omitted optional input
+    outputs: list[int]
+    options: dict[str, Any] = field(default_factory=dict)  # builtin options, field -> value
+
+    @property
+    def display_name(self) -> str:
+        return f"CUSTOM:{self.custom_code}" if self.name == "CUSTOM" else self.name
+
+
+@dataclass
+class SubgraphInfo:
+    index: int
+    name: str
+    tensors: list[TensorInfo]
+    ops: list[OpInfo]
+    inputs: list[int]
+    outputs: list[int]
+
+
+@dataclass
+class TfliteModel:
+    path: str
+    version: int
+    description: str
+    subgraphs: list[SubgraphInfo]
+
+    @property
+    def main(self) -> SubgraphInfo:
+        return self.subgraphs[0]
+
+
+def _decode(b: bytes | None) -> str:
+    return b.decode("utf-8", "replace") if b else ""
+
+
+def _options(op) -> dict[str, Any]:
+    """Builtin options of one operator as a plain dict (empty when it has none)."""
+    try:
+        table = op.BuiltinOptions()
+        if table is None:
+            return {}
+        obj = _schema.BuiltinOptionsCreator(op.BuiltinOptionsType(), table)
+    except Exception:  # an options table this schema version cannot decode: not fatal
+        return {}
+    return dict(vars(obj)) if obj is not None else {}
+
+
+def read_model_bytes(data: bytes, path: str = "<bytes>") -> TfliteModel:
+    """Decode a TFLite flatbuffer held in memory. Raises NotATfliteFile on anything else."""
+    if len(data) < 8 or data[4:8] != TFLITE_FILE_IDENTIFIER:
+        raise NotATfliteFile("not a TFLite flatbuffer (file identifier 'TFL3' missing)")
+    try:
+        model = _schema.Model.GetRootAs(data, 0)
+        codes = []
+        for i in range(model.OperatorCodesLength()):
+            oc = model.OperatorCodes(i)
+            # builtin_code (int32) superseded deprecated_builtin_code (int8); the larger is right.
+            code = max(oc.BuiltinCode(), oc.DeprecatedBuiltinCode())
+            codes.append((_OP_NAMES.get(code, f"UNKNOWN_{code}"), _decode(oc.CustomCode()) or None,
+                          oc.Version()))
+        const_buffers = set()
+        for b in range(model.BuffersLength()):
+            buf = model.Buffers(b)
+            if b > 0 and (buf.DataLength() > 0 or buf.Size() > 0):
+                const_buffers.add(b)
+        subgraphs = []
+        for s in range(model.SubgraphsLength()):
+            sg = model.Subgraphs(s)
+            tensors = []
+            for t in range(sg.TensorsLength()):
+                ten = sg.Tensors(t)
+                sig = [int(x) for x in ten.ShapeSignatureAsNumpy()] if ten.ShapeSignatureLength() else None
+                tensors.append(TensorInfo(
+                    index=t,
+                    name=_decode(ten.Name()),
+                    dtype=_TYPE_NAMES.get(ten.Type(), f"TYPE_{ten.Type()}"),
+                    shape=[int(x) for x in ten.ShapeAsNumpy()] if ten.ShapeLength() else [],
+                    shape_signature=sig,
+                    is_constant=ten.Buffer() in const_buffers,
+                    is_variable=bool(ten.IsVariable()),
+                ))
+            ops = []
+            for o in range(sg.OperatorsLength()):
+                op = sg.Operators(o)
+                name, custom, version = codes[op.OpcodeIndex()]
+                ops.append(OpInfo(
+                    index=o, subgraph=s, name=name, custom_code=custom, version=version,
+                    inputs=[int(x) for x in op.InputsAsNumpy()] if op.InputsLength() else [],
+                    outputs=[int(x) for x in op.OutputsAsNumpy()] if op.OutputsLength() else [],
+                    options=_options(op),
+                ))
+            n_t = len(tensors)
+            for op in ops:
+                if any(t >= n_t for t in op.inputs + op.outputs):
+                    raise NotATfliteFile(f"corrupt TFLite flatbuffer (op #{op.index} of subgraph "
+                                         f"{s} names a tensor that does not exist)")
+            subgraphs.append(SubgraphInfo(
+                index=s, name=_decode(sg.Name()), tensors=tensors, ops=ops,
+                inputs=[int(x) for x in sg.InputsAsNumpy()] if sg.InputsLength() else [],
+                outputs=[int(x) for x in sg.OutputsAsNumpy()] if sg.OutputsLength() else [],
+            ))
+    except NotATfliteFile:
+        raise
+    except Exception as e:  # truncated or corrupt flatbuffer: any decoding error
+        raise NotATfliteFile(f"corrupt TFLite flatbuffer ({type(e).__name__}: {e})") from e
+    if not subgraphs:
+        raise NotATfliteFile("TFLite flatbuffer without any subgraph")
+    return TfliteModel(path=path, version=model.Version(), description=_decode(model.Description()),
+                       subgraphs=subgraphs)
+
+
+def read_model(path: str | os.PathLike) -> TfliteModel:
+    """Decode a ``.tflite`` file. Raises OSError (missing/unreadable) or NotATfliteFile."""
+    with open(path, "rb") as f:
+        data = f.read()
+    return read_model_bytes(data, str(path))
+
+
+def op_names(path: str | os.PathLike) -> list[str]:
+    """Operator names of the main subgraph, in execution order (custom ops as 'CUSTOM:code')."""
+    return [op.display_name for op in read_model(path).main.ops]
