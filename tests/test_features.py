@@ -3,8 +3,9 @@ import pytest
 
 from tinyse_tf._tf import tf
 from tinyse_tf.constants import HOP, N_BINS, N_FFT, N_MELS
-from tinyse_tf.features import (FrameAnalyzer, FrameSynthesizer, istft, mel_features, mel_matrix,
-                                mel_to_linear_matrix, np_mel_features, sqrt_hann, stft)
+from tinyse_tf.dsp import (FrameAnalyzer, FrameSynthesizer, mel_matrix, mel_to_linear_matrix,
+                           np_mel_features, sqrt_hann)
+from tinyse_tf.features import istft, mel_features, stft
 
 
 @pytest.fixture
@@ -37,6 +38,24 @@ def test_mel_matrices():
     # A constant mel mask maps to the same constant on every linear bin.
     np.testing.assert_allclose(np.full(N_MELS, 0.7) @ inv, 0.7, atol=1e-6)
     assert (inv >= 0).all()
+
+
+def test_mel_matrix_equals_librosa_htk():
+    import librosa
+
+    ref = librosa.filters.mel(sr=16000, n_fft=N_FFT, n_mels=N_MELS, fmin=50, fmax=8000, htk=True,
+                              norm=None)
+    np.testing.assert_allclose(mel_matrix(), ref.T, atol=1e-6)
+
+
+def test_dsp_module_does_not_need_tensorflow():
+    import subprocess
+    import sys
+
+    code = ("import sys, tinyse_tf.dsp as d; d.FrameAnalyzer(); d.mel_to_linear_matrix(); "
+            "print('tensorflow' in sys.modules, 'librosa' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["False", "False"]
 
 
 def test_frame_path_matches_tf_path(audio):

@@ -1,25 +1,65 @@
 """tinyse_tf: tiny causal speech enhancement with two-step knowledge distillation.
 
-Importing the package selects Keras 2 (``tf_keras``) for TensorFlow; see ``tinyse_tf._tf``.
 Tensors are channels-last: [batch, time, freq, channels]; audio is 16 kHz mono float32 [b, n].
+TensorFlow is imported lazily, on first use of a name that needs it, with Keras 2 (``tf_keras``)
+selected (``TF_USE_LEGACY_KERAS=1``, see ``tinyse_tf._tf``). So ``StreamingEnhancer`` and the Edge
+TPU checker run on a device with only ai-edge-litert and numpy installed.
+
+Public API (each name's docstring states its shapes):
+
+* models: ``build_cruse``, ``CruseConfig``, ``get_config``, ``PRESETS``, ``BLOCK_NAMES``,
+  ``block_outputs_model``, ``config_from_model``, ``build_streaming_model``, ``state_specs``,
+  ``macs_per_frame``, ``MACS_RULE``
+* signal path: ``stft``, ``istft``, ``mel_features``, ``mel_mask_to_linear``, ``mel_matrix``,
+  ``mel_to_linear_matrix``
+* losses and training: ``psa_loss``, ``similarity_kd_loss``, ``gram``, ``Distiller``,
+  ``PhaseSwitch``
+* inference: ``enhance`` (offline Keras), ``StreamingEnhancer`` (exported .tflite, frame by frame)
 """
-from tinyse_tf import _tf  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow loads)
-from tinyse_tf.distill import Distiller, PhaseSwitch
-from tinyse_tf.features import (istft, mel_features, mel_mask_to_linear, mel_matrix,
-                                mel_to_linear_matrix, stft)
-from tinyse_tf.inference import enhance
-from tinyse_tf.losses import gram, psa_loss, similarity_kd_loss
-from tinyse_tf.models import (BLOCK_NAMES, PRESETS, CruseConfig, block_outputs_model, build_cruse,
-                              config_from_model, get_config)
-from tinyse_tf.models.complexity import MACS_RULE, macs_per_frame
-from tinyse_tf.models.streaming import build_streaming_model, state_specs
+import importlib
+import os
+
+os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 
 __version__ = "0.1.0"
 
-__all__ = [
-    "Distiller", "PhaseSwitch", "istft", "mel_features", "mel_mask_to_linear", "mel_matrix",
-    "mel_to_linear_matrix", "stft", "enhance", "gram", "psa_loss", "similarity_kd_loss",
-    "BLOCK_NAMES", "PRESETS", "CruseConfig", "block_outputs_model", "build_cruse",
-    "config_from_model", "get_config", "MACS_RULE", "macs_per_frame", "build_streaming_model",
-    "state_specs",
-]
+_LAZY = {
+    "Distiller": "tinyse_tf.distill",
+    "PhaseSwitch": "tinyse_tf.distill",
+    "stft": "tinyse_tf.features",
+    "istft": "tinyse_tf.features",
+    "mel_features": "tinyse_tf.features",
+    "mel_mask_to_linear": "tinyse_tf.features",
+    "mel_matrix": "tinyse_tf.dsp",
+    "mel_to_linear_matrix": "tinyse_tf.dsp",
+    "enhance": "tinyse_tf.inference",
+    "StreamingEnhancer": "tinyse_tf.streaming",
+    "gram": "tinyse_tf.losses",
+    "psa_loss": "tinyse_tf.losses",
+    "similarity_kd_loss": "tinyse_tf.losses",
+    "BLOCK_NAMES": "tinyse_tf.models",
+    "PRESETS": "tinyse_tf.models",
+    "CruseConfig": "tinyse_tf.models",
+    "block_outputs_model": "tinyse_tf.models",
+    "build_cruse": "tinyse_tf.models",
+    "config_from_model": "tinyse_tf.models",
+    "get_config": "tinyse_tf.models",
+    "MACS_RULE": "tinyse_tf.models.complexity",
+    "macs_per_frame": "tinyse_tf.models.complexity",
+    "build_streaming_model": "tinyse_tf.models.streaming",
+    "state_specs": "tinyse_tf.models.streaming",
+}
+
+__all__ = sorted(_LAZY)
+
+
+def __getattr__(name):
+    if name in _LAZY:
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'tinyse_tf' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(list(globals()) + __all__)
