@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from tinyse_tf.constants import HOP, N_FFT, SAMPLE_RATE
-from tinyse_tf.features import FrameAnalyzer, FrameSynthesizer, mel_to_linear_matrix, np_mel_features
+from tinyse_tf.dsp import FrameAnalyzer, FrameSynthesizer, mel_to_linear_matrix, np_mel_features
 
 EDGETPU_LIBRARY = "libedgetpu.so.1"
 
@@ -35,9 +35,14 @@ class EdgeTPUUnavailable(RuntimeError):
 
 def load_edgetpu_delegate(library: str = EDGETPU_LIBRARY):
     """The Edge TPU delegate, or ``EdgeTPUUnavailable`` with a one-line explanation."""
+    import ctypes
+
     from ai_edge_litert.interpreter import load_delegate
 
     try:
+        # Open the library first: a failed load_delegate leaves a half-built Delegate whose
+        # __del__ prints a traceback, which would bury the one-line message below.
+        ctypes.CDLL(library)
         return load_delegate(library)
     except (ValueError, OSError, RuntimeError) as e:
         reason = " ".join(str(e).split()) or type(e).__name__

@@ -172,7 +172,8 @@ def dnsmos(est) -> dict[str, float]:
     Shape:
         est: [n] float at 16 kHz; values outside [-1, 1] are scaled down by the peak.
     Returns:
-        {"SIG": float, "BAK": float, "OVRL": float}, MOS on a 1-5 scale.
+        {"SIG": float, "BAK": float, "OVRL": float}, MOS on a 1-5 scale (speechmos's P.835
+        polynomial mapping can land slightly outside it, e.g. BAK 0.97 on rain at 0 dB SNR).
     """
     audio = _dnsmos_input(est)
     from speechmos import dnsmos as _speechmos_dnsmos
@@ -244,8 +245,8 @@ def compute_metrics(clean, noisy, enhanced, metrics: Sequence[str] = DEFAULT_MET
           ``seconds``: {group: wall time for noisy + enhanced};
           ``n_samples``: int, the evaluated length.
     """
-    keys = metric_keys(metrics)
-    out = empty_result(metrics)
+    metrics = (metrics,) if isinstance(metrics, str) else tuple(metrics)
+    out = empty_result(metrics)  # validates the names
     try:
         clean, noisy, enhanced = align_lengths(*(_as_signal(s, n) for s, n in (
             (clean, "clean"), (noisy, "noisy"), (enhanced, "enhanced"))))
@@ -261,6 +262,6 @@ def compute_metrics(clean, noisy, enhanced, metrics: Sequence[str] = DEFAULT_MET
             except Exception as exc:
                 out["errors"][f"{side}.{group}"] = _error_string(exc)
         out["seconds"][group] = time.perf_counter() - t0
-    for k in keys:
+    for k in out["delta"]:
         out["delta"][k] = out["enhanced"][k] - out["noisy"][k]
     return out

@@ -97,7 +97,7 @@ def table3(summaries: Mapping[str, Mapping], label: str, extra_rows: Mapping | N
         else:
             rows.append([name, *(_fmt(s["delta"].get(c)) for c in columns), str(_n_files(s))])
     for name, per_label in (extra_rows or {}).items():
-        cells = per_label.get(label, {})
+        cells = {str(k): v for k, v in per_label.items()}.get(label, {})  # -5 or "-5"
         rows.append([name, *(_fmt(cells.get(c)) for c in columns), MISSING])
     return _md_table(header, rows)
 
@@ -227,7 +227,8 @@ def write_report(results: Mapping[str, Sequence[Mapping]], out_dir, title: str =
             first model.
         title: Markdown title.
         extra_rows: rows added to every Table-3 table, see ``table3``.
-        metadata: JSON-serialisable facts to keep (checkpoints, commit, test set, ...).
+        metadata: facts to keep (checkpoints, commit, test set, ...); values JSON cannot hold
+            are stored as ``str(value)``.
         spectrogram: optional {"noisy": [n], "enhanced": [n], "clean": [n], "title": str} arrays
             for one figure, spectrogram.png.
         size_results: optional ``size_table`` input; adds a Table-4 section.
@@ -285,6 +286,7 @@ def write_report(results: Mapping[str, Sequence[Mapping]], out_dir, title: str =
     written["json"] = out_dir / "report.json"
     written["markdown"] = out_dir / "report.md"
     doc["files"].update(json="report.json", markdown="report.md")
-    atomic_write_text(written["json"], json.dumps(_json_safe(doc), indent=1, allow_nan=False) + "\n")
+    atomic_write_text(written["json"], json.dumps(_json_safe(doc), indent=1, allow_nan=False,
+                                                       default=str) + "\n")
     atomic_write_text(written["markdown"], "\n".join(md))
     return written

@@ -7,9 +7,9 @@ An *item* names one test clip::
 A *record* is the item (paths as str, ``snr_label`` as str) plus the ``compute_metrics`` fields
 ``noisy``, ``enhanced``, ``delta``, ``errors``, ``seconds``, ``n_samples``.
 
-Files are evaluated in a ``ProcessPoolExecutor``. DNSMOS keeps its ONNX sessions in a module global
-of ``speechmos.dnsmos``, so each worker loads them once, on its first DNSMOS call (about 5-20 s), and
-reuses them for every later file it gets.
+Files are evaluated in a ``ProcessPoolExecutor`` (forkserver start on Linux). DNSMOS keeps its ONNX
+sessions in a module global of ``speechmos.dnsmos``, so each worker loads them once, on its first
+DNSMOS call (about 5-20 s), and reuses them for every later file it gets.
 """
 from __future__ import annotations
 
@@ -19,6 +19,7 @@ import math
 import multiprocessing
 import os
 import sys
+import warnings
 from typing import Iterable, Mapping, Sequence
 
 import numpy as np
@@ -69,19 +70,24 @@ def evaluate_item(item: Mapping, metrics: Sequence[str] = DEFAULT_METRICS) -> di
 
 
 def _init_worker() -> None:
-    """Pool initializer: drop DNSMOS sessions a forked worker inherited from its parent (onnxruntime
-    sessions do not survive fork: their thread pools stay behind), so each worker loads its own."""
+    """Pool initializer: forget DNSMOS sessions inherited through fork, so each worker loads its own."""
     mod = sys.modules.get("speechmos.dnsmos")
     if mod is not None:
         mod.dnsmos = None
 
 
-def _default_context() -> str | None:
-    # fork: workers start instantly and need no re-import of the caller's modules (tinyse_tf's
-    # package __init__ loads TensorFlow); the workers themselves never touch TensorFlow.
-    if sys.platform.startswith("linux") and "fork" in multiprocessing.get_all_start_methods():
-        return "fork"
-    return None
+def _start_method(requested: str | None) -> str | None:
+    """forkserver on Linux unless asked otherwise (see ``evaluate_files``)."""
+    if requested is None:
+        methods = multiprocessing.get_all_start_methods()
+        return "forkserver" if sys.platform.startswith("linux") and "forkserver" in methods else None
+    if requested == "fork":
+        mod = sys.modules.get("speechmos.dnsmos")
+        if mod is not None and getattr(mod, "dnsmos", None) is not None:
+            warnings.warn("mp_context='fork' after DNSMOS ran in this process: onnxruntime does not "
+                          "survive fork and the workers' DNSMOS calls can hang; use 'forkserver'",
+                          RuntimeWarning, stacklevel=3)
+    return requested
 
 
 def evaluate_files(items: Iterable[Mapping], metrics: Sequence[str] = DEFAULT_METRICS,
@@ -95,13 +101,16 @@ def evaluate_files(items: Iterable[Mapping], metrics: Sequence[str] = DEFAULT_ME
         metrics: metric groups, a subset of ``("si_sdr", "sdr", "pesq", "estoi", "dnsmos")``.
         workers: worker processes; None -> ``os.cpu_count()``; 0 -> evaluate in this process.
         progress: show a tqdm progress bar.
-        mp_context: multiprocessing start method; None -> "fork" on Linux, else the platform default.
+        mp_context: multiprocessing start method. None -> "forkserver" on Linux (the platform
+            default elsewhere): "fork" is faster to start but a forked worker hangs in onnxruntime
+            when DNSMOS already ran in this process, and inherits TensorFlow's threads. With
+            forkserver/spawn, a calling script needs an ``if __name__ == "__main__":`` guard.
     Returns:
         One record per item, in input order. A file that fails to load, or a metric that fails,
         gives NaN values and an ``errors`` entry; a crashed worker gives ``errors["worker"]``.
     """
     items = list(items)
-    metrics = tuple(metrics)
+    metrics = (metrics,) if isinstance(metrics, str) else tuple(metrics)
     metric_keys(metrics)  # validate names before starting any worker
     for item in items:
         missing = [k for k in ("id", "snr_label", *PATH_FIELDS) if k not in item]
@@ -123,7 +132,7 @@ def evaluate_files(items: Iterable[Mapping], metrics: Sequence[str] = DEFAULT_ME
                 records[i] = evaluate_item(item, metrics)
                 bar.update()
             return records
-        ctx = multiprocessing.get_context(mp_context or _default_context())
+        ctx = multiprocessing.get_context(_start_method(mp_context))
         with cf.ProcessPoolExecutor(max_workers=workers, mp_context=ctx,
                                     initializer=_init_worker) as pool:
             futures = {pool.submit(evaluate_item, item, metrics): i for i, item in enumerate(items)}

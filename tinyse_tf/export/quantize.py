@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import warnings
 from collections import Counter
 from pathlib import Path
 
@@ -68,7 +69,9 @@ def calibrate(stream_model: keras.Model, samples) -> bytes:
     conv.representative_dataset = gen
     conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
     conv._experimental_calibrate_only = True  # noqa: SLF001 (stable since TF 2.3; see docs)
-    return conv.convert()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # tf.lite.Interpreter deprecation, used by the calibrator
+        return conv.convert()
 
 
 def _model_object(flat: bytes):
@@ -97,17 +100,14 @@ def layer_output_tensors(flat: bytes, layer_name: str) -> list[int]:
     m = read_model_bytes(flat).main
     key = f"/{layer_name}/"
     in_layer = lambda t: any(key in part for part in m.tensors[t].name.split(";"))  # noqa: E731
-    produced = {}
-    for op in m.ops:
-        for t in op.outputs:
-            produced[t] = op
     outs = []
     for op in m.ops:
         if not any(in_layer(t) for t in op.outputs):
             continue
         for t in op.outputs:
             consumers = [o for o in m.ops if t in o.inputs]
-            leaves = t in m.outputs or any(not any(in_layer(u) for u in c.outputs) for c in consumers)
+            leaves = t in m.outputs or any(not any(in_layer(u) for u in c.outputs)
+                                           for c in consumers)
             if leaves and t not in outs:
                 outs.append(t)
     return outs
@@ -142,8 +142,10 @@ def quantize_calibrated(calibrated: bytes, tensor_ranges: dict | None = None) ->
     ins, _ = _signature_tensors(obj)
     flat = None
     for _ in range(3):  # normally 2 passes: quantize, align state inputs, quantize again
-        flat = mlir_quantize(_model_bytes(obj), input_data_type=tf.int8,
-                             output_data_type=tf.int8)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # "Statistics for quantized inputs were expected"
+            flat = mlir_quantize(_model_bytes(obj), input_data_type=tf.int8,
+                                 output_data_type=tf.int8)
         runner = make_interpreter(flat).get_signature_runner()
         qin, qout = runner.get_input_details(), runner.get_output_details()
         changed = False
@@ -230,7 +232,7 @@ def _write(out_dir: Path, fname: str, flat: bytes, meta: dict) -> Path:
 def export_model(model: keras.Model, out_dir, name: str, int8=INT8_METHODS,
                  representative_audio=None, qat_dataset=None, qat_steps: int = 200,
                  qat_learning_rate: float = 1e-4, calibration_frames: int = 1000,
-                 seed: int = 0) -> dict:
+                 seed: int = 0, qat_result=None) -> dict:
     """Export a trained CRUSE sequence model as streaming TFLite files.
 
     Writes into ``out_dir`` (each with ``<stem>.io_contract.json``; atomic writes):
@@ -245,8 +247,11 @@ def export_model(model: keras.Model, out_dir, name: str, int8=INT8_METHODS,
         representative_audio: noisy 16 kHz signals (arrays or file paths) for calibration;
             required for int8. A few tens of seconds of real noisy speech is enough.
         qat_dataset: iterable of ``(noisy [b, n], clean [b, n])`` float32 batches; required for
-            ``"qat"``. It is cycled for ``qat_steps`` steps at ``qat_learning_rate``.
+            ``"qat"`` unless ``qat_result`` is given. It is cycled for ``qat_steps`` steps at
+            ``qat_learning_rate``.
         calibration_frames: representative frames kept (drawn from all frames of all signals).
+        qat_result: a ``tinyse_tf.export.qat.QatResult`` of an earlier ``qat_finetune(model, ...)``
+            to export instead of fine-tuning again.
     Returns:
         ``{"float32" | "int8_ptq" | "int8_qat": Path}``.
     """
@@ -260,7 +265,7 @@ def export_model(model: keras.Model, out_dir, name: str, int8=INT8_METHODS,
         if representative_audio is None:
             raise ValueError("int8 export needs representative_audio: noisy 16 kHz speech "
                              "(arrays or file paths) to calibrate the quantization ranges")
-    if "qat" in int8 and qat_dataset is None:
+    if "qat" in int8 and qat_dataset is None and qat_result is None:
         raise ValueError("int8='qat' needs qat_dataset: (noisy, clean) audio batches")
     from tinyse_tf.export.calibration import closed_loop_samples
     from tinyse_tf.models.complexity import macs_per_frame
@@ -285,8 +290,9 @@ def export_model(model: keras.Model, out_dir, name: str, int8=INT8_METHODS,
     if "qat" in int8:
         from tinyse_tf.export.qat import qat_finetune
 
-        result = qat_finetune(model, qat_dataset, steps=qat_steps,
-                              learning_rate=qat_learning_rate, calibration_audio=audio[:8])
+        result = qat_result or qat_finetune(model, qat_dataset, steps=qat_steps,
+                                            learning_rate=qat_learning_rate,
+                                            calibration_audio=audio[:8])
         edge_q = build_edge_streaming_model(result.model)
         samples = closed_loop_samples(convert_float(edge_q), audio, calibration_frames, seed)
         transferred = {}
@@ -298,7 +304,7 @@ def export_model(model: keras.Model, out_dir, name: str, int8=INT8_METHODS,
         q = convert_int8(edge_q, samples, ranges)
         paths["int8_qat"] = _write(out_dir, f"{name}_stream_int8_qat.tflite", q, {
             **base_meta, "quantization": "qat", "dtype": "int8", "int8_verified": True,
-            "qat": {"steps": result.steps, "learning_rate": qat_learning_rate,
+            "qat": {"steps": result.steps, "learning_rate": result.learning_rate,
                     "loss_first": result.losses[0] if result.losses else None,
                     "loss_last": result.losses[-1] if result.losses else None,
                     "sequence_layers_with_ranges": len(result.ranges),

@@ -37,13 +37,24 @@ def state_specs(config):
     return specs
 
 
-def build_streaming_model(model: keras.Model, batch_size: int = 1) -> keras.Model:
+def build_streaming_model(model: keras.Model, batch_size: int = 1,
+                          edge: bool = False) -> keras.Model:
     """The single-frame graph of ``model`` (see module docstring).
 
+    Args:
+        edge: build the Edge TPU-safe export graph instead
+            (``tinyse_tf.export.streaming_graph.build_edge_streaming_model``: sub-pixel decoder,
+            LeakyReLU as MAXIMUM, batch norm folded; weights copied, not shared; batch 1 only).
     Shape:
         inputs ``[features [B,1,80,1], *states]`` -> outputs ``[mask [B,1,80,1], *new_states]``
         with states ordered as ``state_specs(config_from_model(model))`` and B = ``batch_size``.
     """
+    if edge:
+        if batch_size != 1:
+            raise ValueError(f"the Edge TPU graph has batch size 1, got batch_size={batch_size}")
+        from tinyse_tf.export.streaming_graph import build_edge_streaming_model
+
+        return build_edge_streaming_model(model)
     cfg = config_from_model(model)
     specs = state_specs(cfg)
     L = keras.layers

@@ -1,0 +1,356 @@
+"""tinyse_tf.export: Edge TPU-safe streaming graph, float/int8 TFLite files, io_contract, QAT.
+
+Default run: random-weight student (norm="frame_ln") exported once per module (float + PTQ +
+a 2-step QAT); a 100-step trained student for the int8-vs-float SI-SDR budget. ``-m slow``
+adds a longer-trained student checked for both PTQ and QAT.
+"""
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tinyse_tf._tf import keras, tf
+from tinyse_tf.constants import HOP, N_FFT, SAMPLE_RATE
+from tinyse_tf.export.contract import (Int8VerificationError, contract_path, int8_violations,
+                                       verify_full_int8)
+from tinyse_tf.export.quantize import export_model, load_contract
+from tinyse_tf.export.streaming_graph import (Int8ExportError, build_edge_streaming_model,
+                                              sequence_subpixel_decoder, subpixel_weights)
+from tinyse_tf.export.tflite_ops import read_model_bytes
+from tinyse_tf.models import CumulativeLayerNorm, FrameLayerNorm, build_cruse
+from tinyse_tf.models.streaming import build_streaming_model, run_streaming, state_specs
+
+SHARED_AUDIO = Path(__file__).resolve().parents[2] / "shared" / "audio"
+EDGETPU_OPS = {"ADD", "CONCATENATION", "CONV_2D", "FULLY_CONNECTED", "LOGISTIC", "MAXIMUM", "MEAN",
+               "MUL", "PAD", "RESHAPE", "RSQRT", "SQUARED_DIFFERENCE", "STRIDED_SLICE", "SUB",
+               "TANH", "QUANTIZE"}
+
+
+# --------------------------------------------------------------------------- helpers
+def _randomise_norms(model, seed=0):
+    rng = np.random.default_rng(seed)
+    for layer in model.layers:
+        if isinstance(layer, (CumulativeLayerNorm, FrameLayerNorm, keras.layers.BatchNormalization)):
+            layer.set_weights([rng.uniform(0.5, 1.5, w.shape).astype(np.float32)
+                               for w in layer.get_weights()])
+
+
+def _synthetic_pair(rng, seconds, snr_db):
+    """Speech-like harmonics with a syllable-rate envelope, plus coloured noise."""
+    n = int(seconds * SAMPLE_RATE)
+    t = np.arange(n) / SAMPLE_RATE
+    f0 = rng.uniform(100, 220) * (1 + 0.1 * np.sin(2 * np.pi * rng.uniform(0.5, 2) * t))
+    phase = 2 * np.pi * np.cumsum(f0) / SAMPLE_RATE
+    clean = sum(np.sin(k * phase) / k for k in range(1, 12))
+    clean *= np.clip(np.sin(2 * np.pi * rng.uniform(2, 5) * t + rng.uniform(0, 6)), 0, None)
+    noise = np.convolve(rng.standard_normal(n), np.ones(4) / 4, mode="same")
+    return _mix(clean, noise, snr_db)
+
+
+def _mix(clean, noise, snr_db):
+    noise = noise * np.sqrt(np.mean(clean ** 2) / np.mean(noise ** 2) / 10 ** (snr_db / 10))
+    peak = max(1.0, np.abs(clean + noise).max() / 0.9)
+    return ((clean + noise) / peak).astype(np.float32), (clean / peak).astype(np.float32)
+
+
+def noisy_pairs(n, seconds, snr_db=(-5.0, 10.0), seed=0, split="train"):
+    """(noisy, clean) pairs: real speech + noise from ../shared/audio when present, else
+    synthetic."""
+    from tinyse_tf.export.calibration import noisy_mixtures
+
+    speech = sorted((SHARED_AUDIO / "speech" / split).glob("*.flac"))
+    noise = sorted((SHARED_AUDIO / "noise" / split).glob("*.flac"))
+    if speech and noise:
+        return noisy_mixtures(speech[:16], noise, n, seconds, snr_db, seed)
+    rng = np.random.default_rng(seed)
+    lo, hi = (snr_db, snr_db) if np.isscalar(snr_db) else snr_db
+    return [_synthetic_pair(rng, seconds, rng.uniform(lo, hi)) for _ in range(n)]
+
+
+def _batches(pairs, batch):
+    return [(np.stack([p[0] for p in pairs[i:i + batch]]), np.stack([p[1] for p in pairs[i:i + batch]]))
+            for i in range(0, len(pairs) - batch + 1, batch)]
+
+
+def _si_sdr(ref, est):
+    ref, est = ref - ref.mean(), est - est.mean()
+    target = ref * np.dot(est, ref) / np.dot(ref, ref)
+    return 10 * np.log10(np.sum(target ** 2) / np.sum((est - target) ** 2))
+
+
+def _train(model, steps, seed=0):
+    """Supervised PSA training (Distiller with gamma 0), batch 8 x 2 s, Adam 3e-3."""
+    from tinyse_tf.distill import Distiller
+
+    pairs = noisy_pairs(64, 2.0, seed=seed)
+    distiller = Distiller(model)
+    distiller.compile(optimizer=keras.optimizers.Adam(3e-3))
+    noisy, clean = np.stack([p[0] for p in pairs]), np.stack([p[1] for p in pairs])
+    ds = tf.data.Dataset.from_tensor_slices((noisy, clean)).shuffle(64, seed=seed).batch(8).repeat()
+    distiller.fit(ds, steps_per_epoch=steps, epochs=1, verbose=0)
+    return model
+
+
+# --------------------------------------------------------------------------- fixtures
+@pytest.fixture(scope="module")
+def student():
+    model = build_cruse("student", norm="frame_ln", seed=3)
+    _randomise_norms(model)
+    return model
+
+
+@pytest.fixture(scope="module")
+def qat_result(student):
+    from tinyse_tf.export.qat import qat_finetune
+
+    before = [w.copy() for w in student.get_weights()]
+    result = qat_finetune(student, _batches(noisy_pairs(4, 1.0, seed=3), 2), steps=3,
+                          learning_rate=1e-3)
+    return before, result
+
+
+@pytest.fixture(scope="module")
+def exported(student, qat_result, tmp_path_factory):
+    out = tmp_path_factory.mktemp("export")
+    pairs = noisy_pairs(6, 2.0, seed=1)
+    paths = export_model(student, out, "student", int8=("ptq", "qat"),
+                         representative_audio=[p[0] for p in pairs], qat_result=qat_result[1],
+                         calibration_frames=400)
+    return out, paths
+
+
+# --------------------------------------------------------------------------- (a) sub-pixel decoder
+@pytest.mark.parametrize("c_in,c_out,f", [(32, 32, 5), (16, 8, 20), (8, 1, 40)])
+def test_subpixel_decoder_equals_transposed_conv(c_in, c_out, f):
+    rng = np.random.default_rng(c_in + c_out)
+    deconv = keras.layers.Conv2DTranspose(c_out, (2, 3), strides=(1, 2))
+    x = rng.standard_normal((2, 7, f, c_in)).astype(np.float32)
+    deconv.build(x.shape)
+    scale = 1.0 / np.sqrt(6 * c_in)  # unit-variance outputs, so atol 1e-5 is a float32 test
+    deconv.set_weights([(scale * rng.standard_normal(w.shape)).astype(np.float32)
+                        for w in deconv.get_weights()])
+    ref = keras.layers.Cropping2D(((0, 1), (0, 1)))(deconv(x)).numpy()
+    got = sequence_subpixel_decoder(deconv)(x).numpy()
+    assert got.shape == ref.shape == (2, 7, 2 * f, c_out)
+    np.testing.assert_allclose(got, ref, atol=1e-5)
+
+
+def test_subpixel_weights_layout():
+    k = np.arange(2 * 3 * 1 * 1, dtype=np.float32).reshape(2, 3, 1, 1)  # K[kt, kf] = 3 kt + kf
+    w, b = subpixel_weights(k, np.array([0.5], np.float32))
+    assert w.shape == (2, 2, 1, 2) and b.tolist() == [0.5, 0.5]
+    # even bin: [x[m-1], x[m]] -> [K[., 2], K[., 0]]; odd bin: [0, K[., 1]]; time tap 0 = K[1]
+    np.testing.assert_array_equal(w[..., 0, 0], [[5, 3], [2, 0]])
+    np.testing.assert_array_equal(w[..., 0, 1], [[0, 4], [0, 1]])
+
+
+# --------------------------------------------------------------------------- (a-c) edge graph
+@pytest.mark.parametrize("norm", ["frame_ln", "batch", "cln", "none"])
+def test_edge_graph_matches_sequence_model(norm):
+    model = build_cruse("student_30k", norm=norm, seed=1)
+    _randomise_norms(model, seed=2)
+    x = np.random.default_rng(0).uniform(0, 3, (1, 10, 80, 1)).astype(np.float32)
+    edge = build_streaming_model(model, edge=True)
+    specs = state_specs_for(model)
+    assert [i.name for i in edge.inputs] == ["features"] + list(specs)
+    assert edge.output_names == ["mask"] + [f"{n}_out" for n in specs]
+    np.testing.assert_allclose(run_streaming(edge, x).numpy(), model(x).numpy(), atol=1e-5)
+
+
+def test_edge_graph_copies_weights(student):
+    edge = build_edge_streaming_model(student)
+    before = [w.copy() for w in edge.get_weights()]
+    student.get_layer("enc1_conv").kernel.assign_add(tf.ones_like(student.get_layer("enc1_conv").kernel))
+    try:
+        assert all(np.array_equal(a, b) for a, b in zip(before, edge.get_weights()))
+    finally:
+        student.get_layer("enc1_conv").kernel.assign_sub(tf.ones_like(student.get_layer("enc1_conv").kernel))
+
+
+def test_float_file_uses_only_edge_ops(exported):
+    _, paths = exported
+    ops = {op.display_name for op in read_model_bytes(paths["float32"].read_bytes()).main.ops}
+    assert "TRANSPOSE_CONV" not in ops and "LEAKY_RELU" not in ops
+    assert {"MAXIMUM", "SQUARED_DIFFERENCE", "RSQRT"} <= ops
+    assert ops <= EDGETPU_OPS, ops - EDGETPU_OPS
+
+
+# --------------------------------------------------------------------------- int8 files
+@pytest.mark.parametrize("kind", ["int8_ptq", "int8_qat"])
+def test_int8_file_is_int8_everywhere(exported, kind):
+    _, paths = exported
+    flat = paths[kind].read_bytes()
+    m = read_model_bytes(flat)
+    assert len(m.subgraphs) == 1
+    n_int32 = 0
+    for op in m.main.ops:
+        for t in [i for i in op.inputs + op.outputs if i >= 0]:
+            ten = m.main.tensors[t]
+            if ten.dtype == "INT32":  # biases (and shape operands): constants only
+                assert ten.is_constant, (op.display_name, ten.name)
+                n_int32 += 1
+            else:
+                assert ten.dtype == "INT8", (op.display_name, ten.name, ten.dtype)
+    assert n_int32 > 0  # conv / fully-connected biases
+    assert {op.display_name for op in m.main.ops} <= EDGETPU_OPS
+    verify_full_int8(flat)
+    from ai_edge_litert.interpreter import Interpreter
+
+    runner = Interpreter(model_content=flat).get_signature_runner()
+    for d in list(runner.get_input_details().values()) + list(runner.get_output_details().values()):
+        assert np.dtype(d["dtype"]) == np.int8 and d["quantization"][0] > 0
+
+
+def test_verify_full_int8_rejects_float(exported):
+    _, paths = exported
+    flat = paths["float32"].read_bytes()
+    assert int8_violations(flat)
+    with pytest.raises(Int8VerificationError, match="FLOAT32"):
+        verify_full_int8(flat)
+
+
+def test_int8_states_round_trip_unchanged(exported):
+    _, paths = exported
+    for kind in ("int8_ptq", "int8_qat"):
+        c = load_contract(paths[kind])
+        assert all(c["state_passthrough"].values()), c["state_passthrough"]
+        ins = {e["name"]: e for e in c["inputs"]}
+        for e in c["outputs"]:
+            if e["name"].endswith("_out"):
+                src = ins[e["name"][:-4]]
+                assert (e["scale"], e["zero_point"]) == pytest.approx((src["scale"], src["zero_point"]))
+
+
+def test_int8_mask_close_to_float_in_closed_loop(exported):
+    """Cheap default check: same audio through both files, masks compared frame by frame."""
+    from tinyse_tf.streaming import StreamingEnhancer
+
+    _, paths = exported
+    noisy = noisy_pairs(1, 2.0, snr_db=0.0, seed=7, split="test")[0][0]
+    from tinyse_tf.dsp import FrameAnalyzer, np_mel_features
+
+    masks = {}
+    for kind in ("float32", "int8_ptq"):
+        se, an, out = StreamingEnhancer(paths[kind]), FrameAnalyzer(), []
+        for k in range(len(noisy) // HOP):
+            out.append(se.run_frame(np_mel_features(an.push(noisy[k * HOP:(k + 1) * HOP]))))
+        masks[kind] = np.stack(out)
+    err = np.abs(masks["int8_ptq"] - masks["float32"])
+    assert err.mean() < 0.02 and err.max() < 0.2, (err.mean(), err.max())
+
+
+@pytest.mark.slow
+def test_int8_student_loses_under_1db_si_sdr(tmp_path):
+    """A briefly trained student (300 steps), int8 PTQ and QAT vs its float self at 0 dB SNR."""
+    from tinyse_tf.streaming import StreamingEnhancer
+
+    model = _train(build_cruse("student", norm="frame_ln", seed=0), steps=300)
+    cal = noisy_pairs(8, 3.0, seed=11)
+    qat_data = _batches(noisy_pairs(32, 2.0, seed=12), 8)
+    paths = export_model(model, tmp_path, "s", representative_audio=[p[0] for p in cal],
+                         qat_dataset=qat_data, qat_steps=100)
+    test = noisy_pairs(10, 3.0, snr_db=0.0, seed=5, split="test")
+    scores = {k: np.mean([_si_sdr(c, StreamingEnhancer(p).enhance(n)) for n, c in test])
+              for k, p in paths.items()}
+    scores["noisy"] = np.mean([_si_sdr(c, n) for n, c in test])
+    print("\nSI-SDR at 0 dB input:", {k: round(float(v), 2) for k, v in scores.items()})
+    assert scores["float32"] > scores["noisy"] + 1.0  # it learned something: the test means it
+    assert scores["float32"] - scores["int8_ptq"] <= 1.0
+    assert scores["float32"] - scores["int8_qat"] <= 1.0
+
+
+# --------------------------------------------------------------------------- (c) norm rule
+def test_cln_int8_export_is_refused_before_any_work(tmp_path):
+    model = build_cruse("student_30k", norm="cln")
+    with pytest.raises(Int8ExportError, match="norm='frame_ln'.*norm='batch'"):
+        export_model(model, tmp_path, "cln", int8=("ptq",), representative_audio=[np.zeros(4000)])
+    assert not any(tmp_path.iterdir())
+    from tinyse_tf.export.qat import quantize_aware_model
+
+    with pytest.raises(Int8ExportError, match="cumulative layer norm"):
+        quantize_aware_model(model)
+
+
+def test_cln_float_export_works(tmp_path):
+    model = build_cruse("student_30k", norm="cln")
+    paths = export_model(model, tmp_path, "cln", int8=())
+    assert list(paths) == ["float32"]
+    c = load_contract(paths["float32"])
+    assert c["norm"] == "cln" and "enc1_norm_state" in c["states"]
+
+
+def test_int8_needs_representative_audio(student, tmp_path):
+    with pytest.raises(ValueError, match="representative_audio"):
+        export_model(student, tmp_path, "s", int8=("ptq",))
+    with pytest.raises(ValueError, match="qat_dataset"):
+        export_model(student, tmp_path, "s", int8=("qat",), representative_audio=[np.zeros(4000)])
+
+
+# --------------------------------------------------------------------------- (d) io contract
+def test_artefact_names_and_nothing_else(exported):
+    out, paths = exported
+    assert {k: p.name for k, p in paths.items()} == {
+        "float32": "student_stream_float32.tflite", "int8_ptq": "student_stream_int8_ptq.tflite",
+        "int8_qat": "student_stream_int8_qat.tflite"}
+    expected = {p.name for p in paths.values()} | {contract_path(p).name for p in paths.values()}
+    assert {p.name for p in out.iterdir()} == expected  # no temporary files left behind
+
+
+@pytest.mark.parametrize("kind", ["float32", "int8_ptq", "int8_qat"])
+def test_io_contract_matches_the_file(exported, student, kind):
+    from ai_edge_litert.interpreter import Interpreter
+
+    _, paths = exported
+    c = json.loads(contract_path(paths[kind]).read_text())
+    assert c["sample_rate"] == SAMPLE_RATE and c["hop_length"] == HOP and c["frame_length"] == N_FFT
+    assert c["stream_delay_samples"] == N_FFT - HOP and c["algorithmic_latency_ms"] == 32.0
+    assert c["norm"] == "frame_ln" and c["config"]["channels"] == [8, 16, 32, 32]
+    assert c["quantization"] == {"float32": "none", "int8_ptq": "ptq", "int8_qat": "qat"}[kind]
+    runner = Interpreter(model_path=str(paths[kind])).get_signature_runner()
+    for entries, details in ((c["inputs"], runner.get_input_details()),
+                             (c["outputs"], runner.get_output_details())):
+        assert {e["name"] for e in entries} == set(details)
+        for e in entries:
+            d = details[e["name"]]
+            assert e["shape"] == d["shape"].tolist() and e["dtype"] == np.dtype(d["dtype"]).name
+            if kind == "float32":
+                assert e["dtype"] == "float32" and e["scale"] is None
+            else:
+                assert (e["scale"], e["zero_point"]) == (pytest.approx(d["quantization"][0]),
+                                                         d["quantization"][1])
+    names = [e["name"] for e in c["inputs"]]
+    assert names[0] == "features" and set(names[1:]) == set(state_specs_for(student))
+    assert [e["name"] for e in c["outputs"]][0] == "mask"
+    if kind != "float32":
+        assert c["int8_verified"] is True and c["edgetpu_static_check"]["ok"] is True
+    if kind == "int8_qat":
+        assert c["qat"]["steps"] == 3 and c["qat"]["tensors_with_qat_ranges"] > 20
+
+
+def state_specs_for(model):
+    from tinyse_tf.models import config_from_model
+
+    return state_specs(config_from_model(model))
+
+
+# --------------------------------------------------------------------------- QAT
+def test_qat_finetune_moves_only_the_copy(student, qat_result):
+    before, result = qat_result
+    assert all(np.array_equal(a, b) for a, b in zip(before, student.get_weights()))
+    moved = [not np.array_equal(a, b) for a, b in zip(before, result.model.get_weights())]
+    assert sum(moved) > len(moved) // 2
+    # ranges start from calibration, not tfmot's +-6
+    lo, hi = result.calibrated_ranges["enc_1"]
+    assert -2.0 < lo < 0.0 < hi < 6.0
+    assert set(result.ranges) >= {"features", "gru", "enc1_conv", "dec4_deconv", "dec_3"}
+
+
+# --------------------------------------------------------------------------- Edge TPU checker
+def test_every_int8_file_passes_the_edgetpu_check(exported):
+    check = pytest.importorskip("tinyse_tf.export.edgetpu_check")
+    _, paths = exported
+    for kind in ("int8_ptq", "int8_qat"):
+        report = check.check_model(paths[kind])
+        assert report.ok, check.format_table(report)
+    assert not check.check_model(paths["float32"]).ok  # float tensors: would run on the CPU

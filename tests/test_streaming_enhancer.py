@@ -1,0 +1,145 @@
+"""tinyse_tf.streaming.StreamingEnhancer on exported files: chunking, latency, flush, int8 I/O."""
+import numpy as np
+import pytest
+
+from tinyse_tf._tf import keras
+from tinyse_tf.constants import HOP, N_FFT, SAMPLE_RATE
+from tinyse_tf.export.quantize import export_model
+from tinyse_tf.inference import enhance
+from tinyse_tf.models import FrameLayerNorm, build_cruse
+from tinyse_tf.streaming import EDGETPU_LIBRARY, EdgeTPUUnavailable, StreamingEnhancer
+
+IRREGULAR = (100, 333, 256, 1000)
+
+
+def _noisy(seconds=1.3, seed=0):
+    """Speech-like harmonics in noise; length deliberately not a multiple of the hop."""
+    rng = np.random.default_rng(seed)
+    n = int(seconds * SAMPLE_RATE) + 77
+    t = np.arange(n) / SAMPLE_RATE
+    phase = 2 * np.pi * np.cumsum(150 * (1 + 0.1 * np.sin(2 * np.pi * t))) / SAMPLE_RATE
+    speech = sum(np.sin(k * phase) / k for k in range(1, 10)) * np.clip(np.sin(2 * np.pi * 3 * t), 0, None)
+    return (0.2 * speech + 0.05 * rng.standard_normal(n)).astype(np.float32)
+
+
+def _stream(enhancer, audio, sizes=IRREGULAR):
+    outs, i, k = [], 0, 0
+    while i < len(audio):
+        n = sizes[k % len(sizes)]
+        outs.append(enhancer.process(audio[i:i + n]))
+        assert outs[-1].size % HOP == 0
+        i, k = i + n, k + 1
+    outs.append(enhancer.flush())
+    return np.concatenate(outs)
+
+
+@pytest.fixture(scope="module")
+def student():
+    model = build_cruse("student", norm="frame_ln", seed=5)
+    rng = np.random.default_rng(0)
+    for layer in model.layers:
+        if isinstance(layer, FrameLayerNorm):
+            layer.set_weights([rng.uniform(0.5, 1.5, w.shape).astype(np.float32)
+                               for w in layer.get_weights()])
+    return model
+
+
+@pytest.fixture(scope="module")
+def files(student, tmp_path_factory):
+    out = tmp_path_factory.mktemp("stream")
+    return export_model(student, out, "student", int8=("ptq",),
+                        representative_audio=[_noisy(2.0, s) for s in range(3)],
+                        calibration_frames=300)
+
+
+def test_float_stream_equals_offline_enhance(student, files):
+    audio = _noisy()
+    se = StreamingEnhancer(files["float32"])
+    out = _stream(se, audio)
+    assert out.size == audio.size + se.latency_samples
+    ref = enhance(student, audio)
+    err = np.abs(out[se.latency_samples:] - ref).max()
+    assert err <= 1e-4, err
+
+
+@pytest.mark.parametrize("n", [0, 1, 255, 256, 257, 3000])
+def test_flush_emits_exactly_the_remaining_samples(files, n):
+    se = StreamingEnhancer(files["int8_ptq"])
+    audio = _noisy()[:n]
+    assert _stream(se, audio).size == n + se.latency_samples
+    assert se.enhance(audio).size == n
+
+
+def test_output_does_not_depend_on_chunk_sizes(files):
+    audio = _noisy(seed=3)
+    for kind in ("float32", "int8_ptq"):
+        se = StreamingEnhancer(files[kind])
+        a, b = _stream(se, audio, IRREGULAR), _stream(se, audio, (HOP,))
+        c = _stream(se, audio, (7, 4096))
+        np.testing.assert_array_equal(a, b)
+        np.testing.assert_array_equal(a, c)
+
+
+def test_reset_restarts_the_stream(files):
+    se = StreamingEnhancer(files["int8_ptq"])
+    audio = _noisy(seed=4)
+    first = se.process(audio)
+    se.process(_noisy(seed=9))  # different state
+    se.reset()
+    np.testing.assert_array_equal(se.process(audio), first)
+
+
+def test_int8_io_quantized_states_stay_int8(files):
+    se = StreamingEnhancer(files["int8_ptq"])
+    assert se.dtype == np.int8
+    assert all(v.dtype == np.int8 for v in se._states.values())  # zero points, not float zeros
+    se.process(_noisy(0.2))
+    assert all(v.dtype == np.int8 for v in se._states.values())
+    assert not any(se._requant.values())  # states fed back as bytes, no requantization
+    mask = se.run_frame(np.ones(80, np.float32))
+    assert mask.dtype == np.float32 and mask.shape == (80,) and ((mask >= 0) & (mask <= 1)).all()
+
+
+def test_int8_output_close_to_float(files):
+    audio = _noisy(seed=6)
+    f = StreamingEnhancer(files["float32"]).enhance(audio)
+    q = StreamingEnhancer(files["int8_ptq"]).enhance(audio)
+    assert np.sqrt(np.mean((f - q) ** 2)) < 0.1 * np.sqrt(np.mean(f ** 2))
+
+
+def test_latency_is_256_samples_with_a_pass_through_model(tmp_path):
+    """A model whose mask is sigmoid(30) = 1: the stream is the input delayed by 256 samples."""
+    model = build_cruse("student_30k", norm="frame_ln")
+    deconv = model.get_layer("dec4_deconv")
+    deconv.set_weights([np.zeros_like(deconv.kernel.numpy()), np.full((1,), 30.0, np.float32)])
+    se = StreamingEnhancer(export_model(model, tmp_path, "id", int8=())["float32"])
+    assert se.latency_samples == N_FFT - HOP == 256 and se.algorithmic_latency_samples == 512
+    audio = _noisy(0.5, seed=1)
+    out = _stream(se, audio)
+    np.testing.assert_allclose(out[:256], 0.0, atol=1e-6)
+    np.testing.assert_allclose(out[256:], audio, atol=1e-5)
+
+
+def test_edgetpu_without_runtime_fails_with_one_line(files):
+    import ctypes
+
+    try:
+        ctypes.CDLL(EDGETPU_LIBRARY)
+        pytest.skip("an Edge TPU runtime is installed here")
+    except OSError:
+        pass
+    with pytest.raises(EdgeTPUUnavailable, match="libedgetpu.so.1") as info:
+        StreamingEnhancer(files["int8_ptq"], edgetpu=True)
+    assert "\n" not in str(info.value) and "edgetpu=False" in str(info.value)
+
+
+def test_rejects_missing_and_foreign_files(tmp_path):
+    with pytest.raises(FileNotFoundError):
+        StreamingEnhancer(tmp_path / "nope.tflite")
+    from tinyse_tf._tf import tf
+
+    inp = keras.Input((4,), batch_size=1, name="x")
+    flat = tf.lite.TFLiteConverter.from_keras_model(keras.Model(inp, keras.layers.Dense(2)(inp))).convert()
+    (tmp_path / "other.tflite").write_bytes(flat)
+    with pytest.raises(ValueError, match="not a tinyse_tf streaming model"):
+        StreamingEnhancer(tmp_path / "other.tflite")

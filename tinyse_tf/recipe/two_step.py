@@ -1,0 +1,266 @@
+"""Two-step KD end to end: data -> teacher -> 3 students -> evaluation -> report.
+
+Stages write into ``--out`` and are skipped when their output exists, and training stages resume
+from their last epoch checkpoint, so rerunning the same command after an interruption continues
+where it stopped. Layout of ``--out``::
+
+    config.json            the RecipeConfig and data sources of this run
+    testsets/              fixed test sets as wav pairs (snr_-5, snr_0, snr_5, mixed)
+    models/                teacher.keras, student_init.h5, student.keras, one_step.keras, ...
+    train/<stage>/         checkpoints, history.csv, TensorBoard logs
+    enhanced/<model>/      enhanced test files
+    eval/<model>.json      per-file metrics
+    report/                report.md, report.json, PNG plots
+"""
+import argparse
+import dataclasses
+import json
+import os
+import pathlib
+import sys
+import time
+
+from tinyse_tf.recipe.presets import PRESETS, get_preset
+
+#: (stage key, report row name) of the models compared, in table order.
+MODELS = (("teacher", "teacher"), ("student", "student"), ("one_step", "one-step KD"),
+          ("two_step", "two-step KD"))
+
+
+def _log(msg):
+    print(f"[two_step {time.strftime('%H:%M:%S')}] {msg}", flush=True)
+
+
+def _atomic_json(path, obj):
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(obj, indent=2, default=str))
+    os.replace(tmp, path)
+
+
+def _save_model(model, path):
+    """Keras .keras save through a temp name, so an existing file is always complete."""
+    tmp = path.with_name(path.stem + ".tmp" + path.suffix)
+    model.save(tmp)
+    os.replace(tmp, path)
+
+
+class Run:
+    """One recipe run in an output folder."""
+
+    def __init__(self, cfg, out, speech_dir=None, noise_dir=None, data_dir=None,
+                 teacher_checkpoint=None, verbose=1):
+        self.cfg, self.out = cfg, pathlib.Path(out)
+        self.speech_dir, self.noise_dir, self.data_dir = speech_dir, noise_dir, data_dir
+        self.teacher_checkpoint = teacher_checkpoint
+        self.verbose = verbose
+        self.models_dir = self.out / "models"
+        self.timings = {}
+
+    # ------------------------------------------------------------------ data
+    def prepare_data(self):
+        from tinyse_tf.data import CORPUS_SIZES, Corpus, build_corpus, load_test_set, write_test_sets
+
+        if self.speech_dir or self.noise_dir:
+            if not (self.speech_dir and self.noise_dir):
+                raise ValueError("--speech-dir and --noise-dir go together: give both folders")
+            corpus = Corpus.from_folders(self.speech_dir, self.noise_dir, seed=self.cfg.seed)
+        else:
+            corpus = build_corpus(self.data_dir, seed=self.cfg.seed,
+                                  **CORPUS_SIZES[self.cfg.corpus_size])
+        self.corpus = corpus
+        speech, noise = corpus.split("test")
+        write_test_sets(speech[:self.cfg.test_clips], noise, self.out / "testsets",
+                        snrs=self.cfg.test_snrs, seed=self.cfg.seed,
+                        clip_seconds=self.cfg.test_clip_seconds, progress=bool(self.verbose))
+        self.test_items = load_test_set(self.out / "testsets")
+        counts = corpus.counts()
+        _log(f"data: {counts}; {len(self.test_items)} test files")
+        return counts
+
+    def _dataset(self, split, seed_offset, repeat=True):
+        from tinyse_tf.data import mixture_dataset
+
+        speech, noise = self.corpus.split(split)
+        return mixture_dataset(speech, noise, clip_seconds=self.cfg.clip_seconds,
+                               batch_size=self.cfg.batch_size, snr_range=self.cfg.snr_range,
+                               seed=self.cfg.seed + seed_offset, repeat=repeat)
+
+    # ------------------------------------------------------------------ training
+    def _train(self, stage, student, teacher=None, gamma=0.0, callbacks=(), epochs=None):
+        from tinyse_tf._tf import keras
+        from tinyse_tf.distill import Distiller
+        from tinyse_tf.training import fit_resumable
+
+        path = self.models_dir / f"{stage}.keras"
+        if path.exists():
+            _log(f"{stage}: done already ({path})")
+            return keras.models.load_model(path)
+        t0 = time.time()
+        distiller = Distiller(student, teacher, gamma=gamma, kd_granularity=self.cfg.kd_granularity)
+        distiller.compile(optimizer=keras.optimizers.Adam(self.cfg.learning_rate))
+        # Every stage sees the same training stream (seed), so students differ only by objective.
+        fit_resumable(distiller, lambda: self._dataset("train", 0),
+                      epochs=epochs or self.cfg.student_epochs,
+                      steps_per_epoch=self.cfg.steps_per_epoch,
+                      workdir=self.out / "train" / stage, callbacks=callbacks,
+                      validation_data=self._dataset("valid", 1),
+                      validation_steps=self.cfg.validation_steps, verbose=self.verbose, log=_log)
+        _save_model(student, path)
+        self.timings[f"train_{stage}_s"] = round(time.time() - t0, 1)
+        _log(f"{stage}: trained in {self.timings[f'train_{stage}_s']} s -> {path}")
+        return student
+
+    def train_all(self):
+        from tinyse_tf.distill import PhaseSwitch
+        from tinyse_tf.models import build_cruse
+
+        self.models_dir.mkdir(parents=True, exist_ok=True)
+        cfg = self.cfg
+        if self.teacher_checkpoint:
+            teacher = _load_checkpoint(self.teacher_checkpoint)
+            _log(f"teacher: reusing {self.teacher_checkpoint}")
+        else:
+            teacher = self._train("teacher", build_cruse(cfg.teacher, seed=cfg.seed, norm=cfg.norm),
+                                  epochs=cfg.teacher_epochs)
+        init = self.models_dir / "student_init.h5"
+        if not init.exists():
+            tmp = init.with_name("student_init.tmp.h5")
+            build_cruse(cfg.student, seed=cfg.seed + 1, norm=cfg.norm).save_weights(tmp)
+            os.replace(tmp, init)
+
+        def student():
+            model = build_cruse(cfg.student, norm=cfg.norm, name="student")
+            model.load_weights(init)  # the same initialisation for all three students
+            return model
+
+        models = {"teacher": teacher}
+        models["student"] = self._train("student", student())
+        models["one_step"] = self._train("one_step", student(), teacher, gamma=cfg.one_step_gamma)
+        models["two_step"] = self._train("two_step", student(), teacher, gamma=1.0,
+                                         callbacks=[PhaseSwitch(cfg.step1_epochs)])
+        return models
+
+    # ------------------------------------------------------------------ evaluation
+    def evaluate(self, models):
+        from tinyse_tf.data import load_audio, write_audio
+        from tinyse_tf.evaluation import evaluate_files, write_report
+        from tinyse_tf.inference import enhance
+
+        results = {}
+        for key, row in MODELS:
+            eval_path = self.out / "eval" / f"{key}.json"
+            if eval_path.exists():
+                results[row] = json.loads(eval_path.read_text())
+                continue
+            t0 = time.time()
+            items = []
+            for item in self.test_items:
+                enhanced = self.out / "enhanced" / key / item["snr_label"] / f"{item['id']}.wav"
+                if not enhanced.exists():
+                    enhanced.parent.mkdir(parents=True, exist_ok=True)
+                    write_audio(enhanced, enhance(models[key], load_audio(item["noisy_path"])))
+                items.append({**item, "enhanced_path": str(enhanced)})
+            _log(f"evaluating {row} on {len(items)} files")
+            records = evaluate_files(items, metrics=self.cfg.metrics, progress=bool(self.verbose))
+            eval_path.parent.mkdir(parents=True, exist_ok=True)
+            _atomic_json(eval_path, records)
+            results[row] = records
+            self.timings[f"eval_{key}_s"] = round(time.time() - t0, 1)
+
+        first = next(i for i in self.test_items if i["snr_label"] == "snr_0")
+        two_step = self.out / "enhanced" / "two_step" / "snr_0" / f"{first['id']}.wav"
+        spectrogram = {"noisy": load_audio(first["noisy_path"]), "enhanced": load_audio(two_step),
+                       "clean": load_audio(first["clean_path"]),
+                       "title": f"{first['id']} at 0 dB: noisy / two-step KD / clean"}
+        files = write_report(results, self.out / "report", title="Two-step KD: results",
+                             metadata=self.metadata(), spectrogram=spectrogram)
+        return results, files
+
+    def metadata(self):
+        from tinyse_tf.models.complexity import MACS_RULE, count_params, macs_per_frame
+
+        return {"config": dataclasses.asdict(self.cfg), "timings_s": self.timings,
+                "speech_dir": self.speech_dir, "noise_dir": self.noise_dir,
+                "params": {n: count_params(getattr(self.cfg, n)) for n in ("teacher", "student")},
+                "macs_per_frame": {n: macs_per_frame(getattr(self.cfg, n))
+                                   for n in ("teacher", "student")},
+                "macs_rule": MACS_RULE}
+
+
+def _load_checkpoint(path):
+    from tinyse_tf._tf import keras
+
+    path = pathlib.Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"--teacher-checkpoint {path}: no such file; give a .keras model "
+                                f"saved by a previous run (models/teacher.keras)")
+    try:
+        return keras.models.load_model(path)
+    except Exception as err:  # Keras raises many types for a bad file; report one line
+        raise ValueError(f"--teacher-checkpoint {path}: not a loadable Keras model "
+                         f"({type(err).__name__}); give a .keras file from models/") from err
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(
+        prog="two_step.py",
+        description="Train teacher, baseline student, one-step and two-step KD students on the "
+                    "same data and initialisation, evaluate them and write a report.")
+    p.add_argument("--preset", default="demo", choices=sorted(PRESETS),
+                   help="smoke (CI, ~2 min), demo (default, <30 min on 2 CPU cores), paper (GPU)")
+    p.add_argument("--out", help="run folder (default runs/<preset>)")
+    p.add_argument("--speech-dir", help="folder tree of clean speech wav/flac (default: built-in)")
+    p.add_argument("--noise-dir", help="folder tree of noise wav/flac (default: built-in)")
+    p.add_argument("--data-dir", help="where the built-in corpus is cached (default: user cache)")
+    p.add_argument("--student", help="student preset (student, student_30k, student_240k, ...)")
+    p.add_argument("--teacher-checkpoint", help="reuse a trained teacher .keras file")
+    p.add_argument("--kd-granularity", choices=("tf", "t", "f", "batch", "output"))
+    p.add_argument("--norm", choices=("cln", "frame_ln", "batch", "none"),
+                   help="normalisation of every model (cln = paper; frame_ln for int8)")
+    p.add_argument("--seed", type=int)
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    return p.parse_args(argv)
+
+
+def run(args):
+    cfg = get_preset(args.preset, student=args.student, kd_granularity=args.kd_granularity,
+                     seed=args.seed, norm=args.norm)
+    out = pathlib.Path(args.out or f"runs/{args.preset}")
+    out.mkdir(parents=True, exist_ok=True)
+    config_path = out / "config.json"
+    sources = {"speech_dir": args.speech_dir, "noise_dir": args.noise_dir,
+               "teacher_checkpoint": args.teacher_checkpoint}
+    record = {"preset": args.preset, **dataclasses.asdict(cfg), **sources}
+    if config_path.exists():
+        previous = json.loads(config_path.read_text())
+        if previous != json.loads(json.dumps(record)):
+            raise ValueError(f"{out} holds a run with another configuration; use a new --out or "
+                             f"delete {out}")
+    _atomic_json(config_path, record)
+    t0 = time.time()
+    r = Run(cfg, out, args.speech_dir, args.noise_dir, args.data_dir, args.teacher_checkpoint,
+            verbose=0 if args.quiet else 1)
+    r.prepare_data()
+    models = r.train_all()
+    _, files = r.evaluate(models)
+    total = time.time() - t0
+    r.timings["total_s"] = round(total, 1)
+    _atomic_json(out / "timings.json", r.timings)
+    print((out / "report" / "report.md").read_text())
+    _log(f"wall time {total / 60:.1f} min; report: {files['markdown']}")
+    return files
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    from tinyse_tf.data import AudioError, DataError
+
+    try:
+        run(args)
+    except (DataError, AudioError, ValueError, FileNotFoundError) as err:
+        print(f"two_step.py: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("two_step.py: interrupted; rerun the same command to resume", file=sys.stderr)
+        return 130
+    return 0

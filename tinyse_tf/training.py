@@ -1,0 +1,75 @@
+"""Resumable training: per-epoch checkpoints of student, optimizer and epoch, and a data stream
+that continues at the batch where an interrupted run stopped.
+
+``fit_resumable`` is what the recipe uses for every stage. Rerunning the same call after a crash
+or a kill restores the newest readable checkpoint (falling back to the one before when the newest
+is corrupt), skips the batches already consumed, and trains the remaining epochs, so the result
+equals an uninterrupted run of the same seed up to floating-point reduction order.
+"""
+import pathlib
+
+from tinyse_tf._tf import keras, tf
+
+
+class _EpochCheckpoint(keras.callbacks.Callback):
+    """Saves the checkpoint at the end of every epoch (TF writes the files, then the index)."""
+
+    def __init__(self, manager, epoch_var):
+        super().__init__()
+        self.manager, self.epoch_var = manager, epoch_var
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.epoch_var.assign(epoch + 1)
+        self.manager.save(checkpoint_number=epoch + 1)
+
+
+def _restore(checkpoint, manager, log):
+    """Restore the newest checkpoint that reads back; returns the epoch it ended (0 if none)."""
+    for path in reversed(manager.checkpoints):
+        try:
+            checkpoint.restore(path).expect_partial()
+        except (tf.errors.OpError, ValueError) as err:
+            log(f"checkpoint {path} is unreadable ({type(err).__name__}); trying the previous one")
+            continue
+        return int(checkpoint.epoch.numpy())
+    return 0
+
+
+def fit_resumable(distiller, make_dataset, epochs, steps_per_epoch, workdir, callbacks=(),
+                  validation_data=None, validation_steps=None, verbose=1, log=print):
+    """Train ``distiller`` for ``epochs`` epochs with checkpoints under ``workdir/ckpt``.
+
+    Args:
+        distiller: a compiled ``tinyse_tf.Distiller``.
+        make_dataset: zero-argument callable returning the (repeating, seeded) training dataset
+            of ``(noisy, clean)`` batches; on resume its first ``done * steps_per_epoch``
+            batches are skipped, so the data position continues.
+        epochs, steps_per_epoch: total epochs of the stage and batches per epoch.
+        workdir: stage folder; holds ``ckpt/`` (two newest kept), ``tensorboard/`` and
+            ``history.csv``.
+        callbacks: extra Keras callbacks (e.g. ``PhaseSwitch``).
+    Returns:
+        The Keras ``History`` of the epochs run now (None when the stage was already complete).
+    """
+    workdir = pathlib.Path(workdir)
+    epoch_var = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
+    # Adam's slots are created lazily; build them now so a restore fills them at once.
+    distiller.optimizer.build(distiller.student.trainable_variables)
+    checkpoint = tf.train.Checkpoint(student=distiller.student, optimizer=distiller.optimizer,
+                                     epoch=epoch_var)
+    manager = tf.train.CheckpointManager(checkpoint, str(workdir / "ckpt"), max_to_keep=2)
+    done = _restore(checkpoint, manager, log)
+    if done >= epochs:
+        return None
+    if done:
+        log(f"resuming {workdir.name} after epoch {done}/{epochs}")
+    dataset = make_dataset().skip(done * steps_per_epoch)
+    cbs = list(callbacks) + [
+        _EpochCheckpoint(manager, epoch_var),
+        keras.callbacks.CSVLogger(str(workdir / "history.csv"), append=True),
+        keras.callbacks.TensorBoard(str(workdir / "tensorboard"), write_graph=False,
+                                    profile_batch=0),
+    ]
+    return distiller.fit(dataset, epochs=epochs, initial_epoch=done, steps_per_epoch=steps_per_epoch,
+                         validation_data=validation_data, validation_steps=validation_steps,
+                         callbacks=cbs, verbose=verbose)
