@@ -1,17 +1,17 @@
 """Training losses: phase-sensitive spectrum approximation and self-similarity KD (METHOD.md section 3).
 
-Memory of the G_tf loss, worked out for the teacher at batch 32 x 2 s clips: 2 s at 16 kHz framed with
-a 512-sample window and a 256 hop without padding gives (32000 - 512) / 256 + 1 = 124 frames. The
-first encoder output is [32, 124, 40, 32]; its G_tf is [124, 40, 32, 32] float32 = 124*40*32*32*4 B
-= 20.3 MB (19.4 MiB). The largest Gram is the one of the 80-bin decoder output [32, 124, 80, 1]:
-124*80*32*32*4 B = 40.6 MB (38.8 MiB), independent of the channel count because the contraction runs
-over channels. Grams are built by a single einsum (one transpose to [t, f, b, c] plus a batched
-matmul), so no [b, b, t, f, c] broadcast ever exists, and the loss is computed layer by layer, so in
-the forward pass only one layer's teacher and student Grams (plus their normalised copies and the
-difference, each of the same size) are alive at once. Under a GradientTape the student-side tensors
-needed for the backward pass are kept for every layer: over the 9 distilled blocks (frequency sizes
-40+20+10+5 encoder, 5 bottleneck, 10+20+40+80 decoder = 230) one such buffer totals
-124*230*32*32*4 B = 117 MB, and a few of them are retained.
+Memory of the G_tf loss, worked out for the teacher at batch 32 x 2 s clips: ``tinyse_tf.features.stft``
+pads the 32,000 samples causally (256 zeros in front, 256 + up to a hop behind), giving
+ceil(32000 / 256) + 1 = 126 frames. The first encoder output is [32, 126, 40, 32]; its G_tf is
+[126, 40, 32, 32] float32 = 126*40*32*32*4 B = 20.6 MB. The largest Gram is the one of the 80-bin
+decoder output [32, 126, 80, 1]: 126*80*32*32*4 B = 41.3 MB, independent of the channel count because
+the contraction runs over channels. Grams are built by a single einsum (one transpose to [t, f, b, c]
+plus a batched matmul), so no [b, b, t, f, c] broadcast ever exists, and the loss is computed layer by
+layer, so in the forward pass only one layer's teacher and student Grams (plus their normalised copies
+and the difference, each of the same size) are alive at once. Under a GradientTape the student-side
+tensors needed for the backward pass are kept for every layer: over the 9 distilled blocks (frequency
+sizes 40+20+10+5 encoder, 5 bottleneck, 10+20+40+80 decoder = 230) one such buffer totals
+126*230*32*32*4 B = 119 MB, and a few of them are retained.
 """
 from tinyse_tf._tf import tf
 

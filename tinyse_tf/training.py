@@ -6,9 +6,45 @@ or a kill restores the newest readable checkpoint (falling back to the one befor
 is corrupt), skips the batches already consumed, and trains the remaining epochs, so the result
 equals an uninterrupted run of the same seed up to floating-point reduction order.
 """
+import json
+import os
 import pathlib
 
 from tinyse_tf._tf import keras, tf
+
+STRATEGIES = ("default", "mirrored", "multiworker")
+
+
+def make_strategy(name="default"):
+    """A ``tf.distribute`` strategy by name.
+
+    ``default``: one device. ``mirrored``: all local GPUs (``MirroredStrategy``).
+    ``multiworker``: ``MultiWorkerMirroredStrategy`` over the cluster in ``TF_CONFIG``; start the
+    same command on every worker. The G_tf Gram matrices are computed per replica, so the b in
+    G_tf is the per-replica batch.
+    """
+    if name == "default":
+        return tf.distribute.get_strategy()
+    if name == "mirrored":
+        return tf.distribute.MirroredStrategy()
+    if name == "multiworker":
+        if "TF_CONFIG" not in os.environ:
+            raise ValueError("--strategy multiworker needs TF_CONFIG (cluster and task) in the "
+                             "environment of every worker; see README 'Scale out'")
+        json.loads(os.environ["TF_CONFIG"])  # a clear JSON error beats one from deep inside TF
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    raise ValueError(f"unknown strategy {name!r}; choose one of {STRATEGIES}")
+
+
+def worker_id(strategy):
+    """None on the chief (or without a cluster), else this worker's task id."""
+    resolver = getattr(strategy, "cluster_resolver", None)
+    if resolver is None or not resolver.task_type:
+        return None
+    has_chief = "chief" in resolver.cluster_spec().as_dict()
+    if resolver.task_type == "chief" or (not has_chief and resolver.task_id == 0):
+        return None
+    return int(resolver.task_id)
 
 
 class _EpochCheckpoint(keras.callbacks.Callback):
@@ -28,7 +64,7 @@ def _restore(checkpoint, manager, log):
     for path in reversed(manager.checkpoints):
         try:
             checkpoint.restore(path).expect_partial()
-        except (tf.errors.OpError, ValueError) as err:
+        except (tf.errors.OpError, ValueError, IndexError, OSError) as err:  # corrupt or truncated
             log(f"checkpoint {path} is unreadable ({type(err).__name__}); trying the previous one")
             continue
         return int(checkpoint.epoch.numpy())
@@ -52,12 +88,16 @@ def fit_resumable(distiller, make_dataset, epochs, steps_per_epoch, workdir, cal
         The Keras ``History`` of the epochs run now (None when the stage was already complete).
     """
     workdir = pathlib.Path(workdir)
+    worker = worker_id(distiller.distribute_strategy)
+    # Every worker saves (collectives need all of them); only the chief writes the real folder.
+    suffix = "" if worker is None else f"-worker{worker}"
+    ckpt_dir = workdir / f"ckpt{suffix}"
     epoch_var = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
     # Adam's slots are created lazily; build them now so a restore fills them at once.
     distiller.optimizer.build(distiller.student.trainable_variables)
     checkpoint = tf.train.Checkpoint(student=distiller.student, optimizer=distiller.optimizer,
                                      epoch=epoch_var)
-    manager = tf.train.CheckpointManager(checkpoint, str(workdir / "ckpt"), max_to_keep=2)
+    manager = tf.train.CheckpointManager(checkpoint, str(ckpt_dir), max_to_keep=2)
     done = _restore(checkpoint, manager, log)
     if done >= epochs:
         return None
@@ -66,8 +106,8 @@ def fit_resumable(distiller, make_dataset, epochs, steps_per_epoch, workdir, cal
     dataset = make_dataset().skip(done * steps_per_epoch)
     cbs = list(callbacks) + [
         _EpochCheckpoint(manager, epoch_var),
-        keras.callbacks.CSVLogger(str(workdir / "history.csv"), append=True),
-        keras.callbacks.TensorBoard(str(workdir / "tensorboard"), write_graph=False,
+        keras.callbacks.CSVLogger(str(workdir / f"history{suffix}.csv"), append=True),
+        keras.callbacks.TensorBoard(str(workdir / f"tensorboard{suffix}"), write_graph=False,
                                     profile_batch=0),
     ]
     return distiller.fit(dataset, epochs=epochs, initial_epoch=done, steps_per_epoch=steps_per_epoch,

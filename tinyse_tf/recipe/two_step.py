@@ -48,8 +48,12 @@ class Run:
     """One recipe run in an output folder."""
 
     def __init__(self, cfg, out, speech_dir=None, noise_dir=None, data_dir=None,
-                 teacher_checkpoint=None, verbose=1):
+                 teacher_checkpoint=None, verbose=1, strategy="default"):
+        from tinyse_tf.training import make_strategy, worker_id
+
         self.cfg, self.out = cfg, pathlib.Path(out)
+        self.strategy = make_strategy(strategy)
+        self.is_chief = worker_id(self.strategy) is None
         self.speech_dir, self.noise_dir, self.data_dir = speech_dir, noise_dir, data_dir
         self.teacher_checkpoint = teacher_checkpoint
         self.verbose = verbose
@@ -80,13 +84,20 @@ class Run:
     def _dataset(self, split, seed_offset, repeat=True):
         from tinyse_tf.data import mixture_dataset
 
+        from tinyse_tf._tf import tf
+
         speech, noise = self.corpus.split(split)
-        return mixture_dataset(speech, noise, clip_seconds=self.cfg.clip_seconds,
-                               batch_size=self.cfg.batch_size, snr_range=self.cfg.snr_range,
-                               seed=self.cfg.seed + seed_offset, repeat=repeat)
+        ds = mixture_dataset(speech, noise, clip_seconds=self.cfg.clip_seconds,
+                             batch_size=self.cfg.batch_size, snr_range=self.cfg.snr_range,
+                             seed=self.cfg.seed + seed_offset, repeat=repeat)
+        # In-memory mixing has no files to shard: multi-worker runs split it by element.
+        options = tf.data.Options()
+        options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+        return ds.with_options(options)
 
     # ------------------------------------------------------------------ training
-    def _train(self, stage, student, teacher=None, gamma=0.0, callbacks=(), epochs=None):
+    def _train(self, stage, build_student, teacher=None, gamma=0.0, callbacks=(), epochs=None):
+        """Train (or load, when done) one model; ``build_student`` runs inside the strategy scope."""
         from tinyse_tf._tf import keras
         from tinyse_tf.distill import Distiller
         from tinyse_tf.training import fit_resumable
@@ -94,10 +105,14 @@ class Run:
         path = self.models_dir / f"{stage}.keras"
         if path.exists():
             _log(f"{stage}: done already ({path})")
-            return keras.models.load_model(path)
+            with self.strategy.scope():
+                return keras.models.load_model(path)
         t0 = time.time()
-        distiller = Distiller(student, teacher, gamma=gamma, kd_granularity=self.cfg.kd_granularity)
-        distiller.compile(optimizer=keras.optimizers.Adam(self.cfg.learning_rate))
+        with self.strategy.scope():
+            student = build_student()
+            distiller = Distiller(student, teacher, gamma=gamma,
+                                  kd_granularity=self.cfg.kd_granularity)
+            distiller.compile(optimizer=keras.optimizers.Adam(self.cfg.learning_rate))
         # Every stage sees the same training stream (seed), so students differ only by objective.
         fit_resumable(distiller, lambda: self._dataset("train", 0),
                       epochs=epochs or self.cfg.student_epochs,
@@ -105,7 +120,8 @@ class Run:
                       workdir=self.out / "train" / stage, callbacks=callbacks,
                       validation_data=self._dataset("valid", 1),
                       validation_steps=self.cfg.validation_steps, verbose=self.verbose, log=_log)
-        _save_model(student, path)
+        if self.is_chief:
+            _save_model(student, path)
         self.timings[f"train_{stage}_s"] = round(time.time() - t0, 1)
         _log(f"{stage}: trained in {self.timings[f'train_{stage}_s']} s -> {path}")
         return student
@@ -117,11 +133,13 @@ class Run:
         self.models_dir.mkdir(parents=True, exist_ok=True)
         cfg = self.cfg
         if self.teacher_checkpoint:
-            teacher = _load_checkpoint(self.teacher_checkpoint)
+            with self.strategy.scope():
+                teacher = _load_checkpoint(self.teacher_checkpoint)
             _log(f"teacher: reusing {self.teacher_checkpoint}")
         else:
-            teacher = self._train("teacher", build_cruse(cfg.teacher, seed=cfg.seed, norm=cfg.norm),
-                                  epochs=cfg.teacher_epochs)
+            teacher = self._train(
+                "teacher", lambda: build_cruse(cfg.teacher, seed=cfg.seed, norm=cfg.norm),
+                epochs=cfg.teacher_epochs)
         init = self.models_dir / "student_init.h5"
         if not init.exists():
             tmp = init.with_name("student_init.tmp.h5")
@@ -134,9 +152,9 @@ class Run:
             return model
 
         models = {"teacher": teacher}
-        models["student"] = self._train("student", student())
-        models["one_step"] = self._train("one_step", student(), teacher, gamma=cfg.one_step_gamma)
-        models["two_step"] = self._train("two_step", student(), teacher, gamma=1.0,
+        models["student"] = self._train("student", student)
+        models["one_step"] = self._train("one_step", student, teacher, gamma=cfg.one_step_gamma)
+        models["two_step"] = self._train("two_step", student, teacher, gamma=1.0,
                                          callbacks=[PhaseSwitch(cfg.step1_epochs)])
         return models
 
@@ -218,6 +236,9 @@ def parse_args(argv=None):
     p.add_argument("--norm", choices=("cln", "frame_ln", "batch", "none"),
                    help="normalisation of every model (cln = paper; frame_ln for int8)")
     p.add_argument("--seed", type=int)
+    p.add_argument("--strategy", default="default", choices=("default", "mirrored", "multiworker"),
+                   help="tf.distribute strategy: mirrored = all local GPUs; multiworker = the "
+                        "cluster in TF_CONFIG (run the same command on every worker)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     return p.parse_args(argv)
 
@@ -236,12 +257,21 @@ def run(args):
         if previous != json.loads(json.dumps(record)):
             raise ValueError(f"{out} holds a run with another configuration; use a new --out or "
                              f"delete {out}")
-    _atomic_json(config_path, record)
+    from tinyse_tf._tf import keras, tf
+
+    # Seeds flow from the config; deterministic kernels make two runs give the same metrics.
+    keras.utils.set_random_seed(cfg.seed)
+    tf.config.experimental.enable_op_determinism()
     t0 = time.time()
     r = Run(cfg, out, args.speech_dir, args.noise_dir, args.data_dir, args.teacher_checkpoint,
-            verbose=0 if args.quiet else 1)
+            verbose=0 if args.quiet else 1, strategy=args.strategy)
     r.prepare_data()
+    if r.is_chief:
+        _atomic_json(config_path, record)  # only once the data is usable, so a bad path can be fixed
     models = r.train_all()
+    if not r.is_chief:
+        _log("worker done; the chief evaluates and writes the report")
+        return None
     _, files = r.evaluate(models)
     total = time.time() - t0
     r.timings["total_s"] = round(total, 1)

@@ -1,0 +1,84 @@
+"""The recipe as users run it: `python recipes/two_step.py` in a subprocess, smoke preset."""
+import json
+import os
+import pathlib
+import subprocess
+import sys
+
+import pytest
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+MODELS = ["teacher", "student", "one-step KD", "two-step KD"]
+
+
+def _recipe(*args, timeout=900):
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    return subprocess.run([sys.executable, str(ROOT / "recipes" / "two_step.py"), *args],
+                          capture_output=True, text=True, env=env, timeout=timeout)
+
+
+@pytest.fixture(scope="module")
+def smoke_run(tmp_path_factory):
+    base = tmp_path_factory.mktemp("recipe")
+    out = base / "run"
+    proc = _recipe("--preset", "smoke", "--out", str(out), "--data-dir", str(base / "data"),
+                   "--quiet")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return base, out, proc
+
+
+def test_smoke_run_writes_the_report(smoke_run):
+    _, out, proc = smoke_run
+    report = json.loads((out / "report" / "report.json").read_text())
+    assert list(report["models"]) == MODELS
+    for model in MODELS:
+        labels = set(report["models"][model]["summary"])
+        assert {"-5", "0", "5", "mixed", "all"} <= {l.replace("snr_", "") for l in labels}
+    md = (out / "report" / "report.md").read_text()
+    for model in MODELS:
+        assert f"| {model} |" in md
+    assert "ΔSI-SDR" in md and "PESQ" in md
+    for png in ("spectrogram.png", "gain_vs_snr_si_sdr.png"):
+        assert (out / "report" / png).read_bytes()[:4] == b"\x89PNG"
+    for stage in ("teacher", "student", "one_step", "two_step"):
+        assert (out / "models" / f"{stage}.keras").is_file()
+        assert (out / "train" / stage / "history.csv").is_file()
+    assert "wall time" in proc.stdout
+
+
+def test_two_step_history_switches_phase(smoke_run):
+    _, out, _ = smoke_run
+    rows = (out / "train" / "two_step" / "history.csv").read_text().splitlines()
+    header = rows[0].split(",")
+    gammas = [float(r.split(",")[header.index("gamma")]) for r in rows[1:]]
+    assert gammas == [1.0, 0.0, 0.0, 0.0]  # smoke: 1 of 4 epochs in step 1
+
+
+def test_rerun_skips_finished_stages(smoke_run):
+    base, out, _ = smoke_run
+    proc = _recipe("--preset", "smoke", "--out", str(out), "--data-dir", str(base / "data"),
+                   "--quiet")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.count("done already") == 4
+    assert "Epoch" not in proc.stdout
+
+
+def test_changed_config_in_same_folder_is_refused(smoke_run):
+    base, out, _ = smoke_run
+    proc = _recipe("--preset", "smoke", "--out", str(out), "--seed", "5", "--quiet")
+    assert proc.returncode == 2
+    assert "another configuration" in proc.stderr.strip().splitlines()[-1]
+
+
+def test_bad_inputs_give_one_line(tmp_path):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    (tmp_path / "noaudio").mkdir()
+    (tmp_path / "noaudio" / "readme.txt").write_text("hello")
+    for speech, noise in ((empty, empty), (tmp_path / "noaudio", empty),
+                          (tmp_path / "missing", empty)):
+        proc = _recipe("--preset", "smoke", "--out", str(tmp_path / "o"), "--speech-dir",
+                       str(speech), "--noise-dir", str(noise), "--quiet")
+        assert proc.returncode == 2, proc.stderr[-2000:]
+        last = proc.stderr.strip().splitlines()[-1]
+        assert last.startswith("two_step.py: error:") and "Traceback" not in proc.stderr
