@@ -7,22 +7,13 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from tinyse_tf.atomic import atomic_write_json
 from tinyse_tf.data.audio_io import DataError
 
 
 def write_json(path, obj) -> None:
-    """Write ``obj`` as JSON via a temporary file and ``os.replace`` (readers never see half)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(obj, f, indent=1, sort_keys=True)
-            f.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    """Write ``obj`` as sorted JSON atomically (readers never see half)."""
+    atomic_write_json(path, obj, indent=1, sort_keys=True)
 
 
 def read_json(path):

@@ -5,8 +5,6 @@ to do, so that a user scanning a large folder sees at once which recording to fi
 """
 from __future__ import annotations
 
-import os
-import tempfile
 import warnings
 from pathlib import Path
 from collections.abc import Iterable
@@ -15,6 +13,7 @@ import numpy as np
 import soundfile as sf
 import soxr
 
+from tinyse_tf.atomic import atomic_path
 from tinyse_tf.constants import SAMPLE_RATE
 
 AUDIO_SUFFIXES = (".wav", ".flac")
@@ -134,15 +133,8 @@ def write_audio(path, audio, sample_rate: int = SAMPLE_RATE, subtype: str = "PCM
     fmt = {".wav": "WAV", ".flac": "FLAC"}.get(path.suffix.lower())
     if fmt is None:
         raise ValueError(f"write_audio({path}): suffix must be .wav or .flac")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
+    with atomic_path(path) as tmp:
         sf.write(tmp, audio, sample_rate, subtype=subtype, format=fmt)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
     return path
 
 

@@ -9,7 +9,7 @@ from typing import Mapping
 
 import numpy as np
 
-from tinyse_tf.evaluation._atomic import atomic_open
+from tinyse_tf.atomic import atomic_open
 from tinyse_tf.evaluation.metrics import METRIC_NAMES, SAMPLE_RATE
 
 

@@ -13,7 +13,7 @@ import math
 from pathlib import Path
 from typing import Mapping, Sequence
 
-from tinyse_tf.evaluation._atomic import atomic_write_text
+from tinyse_tf.atomic import atomic_write_text
 from tinyse_tf.evaluation.metrics import METRIC_NAMES
 from tinyse_tf.evaluation.plots import plot_gain_vs_snr, plot_spectrograms
 from tinyse_tf.evaluation.runner import ALL_LABEL, SIDES, _label_order, summarize

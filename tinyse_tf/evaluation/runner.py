@@ -24,7 +24,7 @@ from typing import Iterable, Mapping, Sequence
 
 import numpy as np
 
-from tinyse_tf.evaluation._atomic import atomic_open
+from tinyse_tf.atomic import atomic_open
 from tinyse_tf.evaluation.metrics import (DEFAULT_METRICS, SAMPLE_RATE, _error_string,
                                           compute_metrics, empty_result, metric_keys)
 

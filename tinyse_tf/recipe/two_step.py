@@ -15,11 +15,11 @@ where it stopped. Layout of ``--out``::
 import argparse
 import dataclasses
 import json
-import os
 import pathlib
 import sys
 import time
 
+from tinyse_tf.atomic import atomic_path, atomic_write_json
 from tinyse_tf.recipe.presets import PRESETS, get_preset
 
 #: (stage key, report row name) of the models compared, in table order.
@@ -31,17 +31,10 @@ def _log(msg):
     print(f"[two_step {time.strftime('%H:%M:%S')}] {msg}", flush=True)
 
 
-def _atomic_json(path, obj):
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=2, default=str))
-    os.replace(tmp, path)
-
-
 def _save_model(model, path):
-    """Keras .keras save through a temp name, so an existing file is always complete."""
-    tmp = path.with_name(path.stem + ".tmp" + path.suffix)
-    model.save(tmp)
-    os.replace(tmp, path)
+    """Keras save through a temp name, so an existing file is always complete."""
+    with atomic_path(path) as tmp:
+        model.save(tmp)
 
 
 class Run:
@@ -142,9 +135,8 @@ class Run:
                 epochs=cfg.teacher_epochs)
         init = self.models_dir / "student_init.h5"
         if not init.exists():
-            tmp = init.with_name("student_init.tmp.h5")
-            build_cruse(cfg.student, seed=cfg.seed + 1, norm=cfg.norm).save_weights(tmp)
-            os.replace(tmp, init)
+            with atomic_path(init) as tmp:
+                build_cruse(cfg.student, seed=cfg.seed + 1, norm=cfg.norm).save_weights(tmp)
 
         def student():
             model = build_cruse(cfg.student, norm=cfg.norm, name="student")
@@ -181,7 +173,7 @@ class Run:
             _log(f"evaluating {row} on {len(items)} files")
             records = evaluate_files(items, metrics=self.cfg.metrics, progress=bool(self.verbose))
             eval_path.parent.mkdir(parents=True, exist_ok=True)
-            _atomic_json(eval_path, records)
+            atomic_write_json(eval_path, records)
             results[row] = records
             self.timings[f"eval_{key}_s"] = round(time.time() - t0, 1)
 
@@ -267,7 +259,7 @@ def run(args):
             verbose=0 if args.quiet else 1, strategy=args.strategy)
     r.prepare_data()
     if r.is_chief:
-        _atomic_json(config_path, record)  # only once the data is usable, so a bad path can be fixed
+        atomic_write_json(config_path, record)  # only once the data is usable, so a bad path can be fixed
     models = r.train_all()
     if not r.is_chief:
         _log("worker done; the chief evaluates and writes the report")
@@ -275,7 +267,7 @@ def run(args):
     _, files = r.evaluate(models)
     total = time.time() - t0
     r.timings["total_s"] = round(total, 1)
-    _atomic_json(out / "timings.json", r.timings)
+    atomic_write_json(out / "timings.json", r.timings)
     print((out / "report" / "report.md").read_text())
     _log(f"wall time {total / 60:.1f} min; report: {files['markdown']}")
     return files
