@@ -29,7 +29,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tinyse_tf.constants import HOP, SAMPLE_RATE  # noqa: E402
+from tinyse_tf.constants import HOP, SAMPLE_RATE
 
 HOP_US = 1e6 * HOP / SAMPLE_RATE  # 16 000 us
 SHARED_AUDIO = Path(__file__).resolve().parents[2] / "shared" / "audio"
@@ -105,7 +105,8 @@ def run(presets, frames, threads, keep=None):
             inv = time_invoke(path, n, threads)
             hop = time_hops(path, n, threads, audio[0])
             results.append({
-                "preset": preset, "file": path.name, "dtype": "int8" if "int8" in kind else "float32",
+                "preset": preset, "file": path.name,
+                "dtype": "int8" if "int8" in kind else "float32",
                 "parameters": int(model.count_params()), "macs_per_frame": macs_per_frame(preset),
                 "size_kib": round(path.stat().st_size / 1024, 1), "frames_timed": n,
                 "invoke": inv, "hop": hop,
@@ -126,7 +127,7 @@ def table(report) -> str:
              f"{r['hop']['p99_us']:.1f}", f"{r['rtf']:.4f}",
              f"{100 * r['invoke_fraction_of_hop']:.2f} %") for r in report["results"]]
     w = [max(len(x) for x in col) for col in zip(head, *rows)]
-    fmt = lambda cells: "| " + " | ".join(c.rjust(n) for c, n in zip(cells, w)) + " |"  # noqa: E731
+    fmt = lambda cells: "| " + " | ".join(c.rjust(n) for c, n in zip(cells, w)) + " |"
     return "\n".join([fmt(head), "|" + "|".join("-" * (n + 2) for n in w) + "|"]
                      + [fmt(r) for r in rows])
 

@@ -12,11 +12,19 @@ import pytest
 
 from tinyse_tf._tf import keras, tf
 from tinyse_tf.constants import HOP, N_FFT, SAMPLE_RATE
-from tinyse_tf.export.contract import (Int8VerificationError, contract_path, int8_violations,
-                                       verify_full_int8)
+from tinyse_tf.export.contract import (
+    Int8VerificationError,
+    contract_path,
+    int8_violations,
+    verify_full_int8,
+)
 from tinyse_tf.export.quantize import export_model, load_contract
-from tinyse_tf.export.streaming_graph import (Int8ExportError, build_edge_streaming_model,
-                                              sequence_subpixel_decoder, subpixel_weights)
+from tinyse_tf.export.streaming_graph import (
+    Int8ExportError,
+    build_edge_streaming_model,
+    sequence_subpixel_decoder,
+    subpixel_weights,
+)
 from tinyse_tf.export.tflite_ops import read_model_bytes
 from tinyse_tf.models import CumulativeLayerNorm, FrameLayerNorm, build_cruse
 from tinyse_tf.models.streaming import build_streaming_model, run_streaming, state_specs
@@ -31,7 +39,8 @@ EDGETPU_OPS = {"ADD", "CONCATENATION", "CONV_2D", "FULLY_CONNECTED", "LOGISTIC",
 def _randomise_norms(model, seed=0):
     rng = np.random.default_rng(seed)
     for layer in model.layers:
-        if isinstance(layer, (CumulativeLayerNorm, FrameLayerNorm, keras.layers.BatchNormalization)):
+        if isinstance(layer, (CumulativeLayerNorm, FrameLayerNorm,
+                              keras.layers.BatchNormalization)):
             layer.set_weights([rng.uniform(0.5, 1.5, w.shape).astype(np.float32)
                                for w in layer.get_weights()])
 
@@ -69,8 +78,8 @@ def noisy_pairs(n, seconds, snr_db=(-5.0, 10.0), seed=0, split="train"):
 
 
 def _batches(pairs, batch):
-    return [(np.stack([p[0] for p in pairs[i:i + batch]]), np.stack([p[1] for p in pairs[i:i + batch]]))
-            for i in range(0, len(pairs) - batch + 1, batch)]
+    chunks = [pairs[i:i + batch] for i in range(0, len(pairs) - batch + 1, batch)]
+    return [(np.stack([p[0] for p in c]), np.stack([p[1] for p in c])) for c in chunks]
 
 
 def _si_sdr(ref, est):
@@ -161,11 +170,12 @@ def test_edge_graph_matches_sequence_model(norm):
 def test_edge_graph_copies_weights(student):
     edge = build_edge_streaming_model(student)
     before = [w.copy() for w in edge.get_weights()]
-    student.get_layer("enc1_conv").kernel.assign_add(tf.ones_like(student.get_layer("enc1_conv").kernel))
+    kernel = student.get_layer("enc1_conv").kernel
+    kernel.assign_add(tf.ones_like(kernel))
     try:
         assert all(np.array_equal(a, b) for a, b in zip(before, edge.get_weights()))
     finally:
-        student.get_layer("enc1_conv").kernel.assign_sub(tf.ones_like(student.get_layer("enc1_conv").kernel))
+        kernel.assign_sub(tf.ones_like(kernel))
 
 
 def test_float_file_uses_only_edge_ops(exported):
@@ -219,7 +229,8 @@ def test_int8_states_round_trip_unchanged(exported):
         for e in c["outputs"]:
             if e["name"].endswith("_out"):
                 src = ins[e["name"][:-4]]
-                assert (e["scale"], e["zero_point"]) == pytest.approx((src["scale"], src["zero_point"]))
+                assert e["zero_point"] == src["zero_point"]
+                assert e["scale"] == pytest.approx(src["scale"], rel=1e-6)
 
 
 def test_int8_mask_close_to_float_in_closed_loop(exported):
@@ -321,11 +332,13 @@ def test_io_contract_matches_the_file(exported, student, kind):
                                                          d["quantization"][1])
     names = [e["name"] for e in c["inputs"]]
     assert names[0] == "features" and set(names[1:]) == set(state_specs_for(student))
-    assert [e["name"] for e in c["outputs"]][0] == "mask"
+    assert c["outputs"][0]["name"] == "mask"
     if kind != "float32":
         assert c["int8_verified"] is True and c["edgetpu_static_check"]["ok"] is True
     if kind == "int8_qat":
-        assert c["qat"]["steps"] == 3 and c["qat"]["tensors_with_qat_ranges"] > 20
+        # features 1, enc conv/norm/act 12, GRU 4 groups + concat 5, skips 4, adds 4,
+        # sub-pixel convs 4, dec norm/act 6
+        assert c["qat"]["steps"] == 3 and c["qat"]["tensors_with_qat_ranges"] == 36
 
 
 def state_specs_for(model):
@@ -344,6 +357,37 @@ def test_qat_finetune_moves_only_the_copy(student, qat_result):
     lo, hi = result.calibrated_ranges["enc_1"]
     assert -2.0 < lo < 0.0 < hi < 6.0
     assert set(result.ranges) >= {"features", "gru", "enc1_conv", "dec4_deconv", "dec_3"}
+
+
+def test_qat_ranges_land_on_the_matching_streaming_tensors(student, qat_result):
+    from tinyse_tf.export.calibration import closed_loop_samples
+    from tinyse_tf.export.quantize import (
+        _model_object,
+        _signature_tensors,
+        calibrate,
+        convert_float,
+        qat_tensor_ranges,
+    )
+
+    _, result = qat_result
+    edge = build_edge_streaming_model(result.model)
+    samples = closed_loop_samples(convert_float(edge), [p[0] for p in noisy_pairs(1, 1.0)], 30)
+    calibrated = calibrate(edge, samples)
+    m = read_model_bytes(calibrated).main
+    producer = {t: op.name for op in m.ops for t in op.outputs}
+    names = {t: m.tensors[t].name for t in range(len(m.tensors))}
+    for layer, rng in result.ranges.items():
+        targets = qat_tensor_ranges(calibrated, {layer: rng})
+        assert targets, layer
+        assert all(producer.get(t) not in ("LOGISTIC", "TANH") for t in targets), layer
+    sig_in, sig_out = _signature_tensors(_model_object(calibrated))
+    assert list(qat_tensor_ranges(calibrated, {"enc_1": (0, 1)})) == [sig_out["enc2_buf_out"]]
+    assert list(qat_tensor_ranges(calibrated, {"dec2_in": (0, 1)})) == [sig_out["dec2_buf_out"]]
+    assert list(qat_tensor_ranges(calibrated, {"features": (0, 1)})) == [sig_in["features"]]
+    (t,) = qat_tensor_ranges(calibrated, {"dec3_norm": (0, 1)})
+    assert producer[t] == "ADD" and "/dec3_norm/" in names[t]
+    (t,) = qat_tensor_ranges(calibrated, {"dec1_deconv": (0, 1)})
+    assert producer[t] == "CONV_2D" and "dec1_subpixel" in names[t]
 
 
 # --------------------------------------------------------------------------- Edge TPU checker

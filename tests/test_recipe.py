@@ -82,3 +82,30 @@ def test_bad_inputs_give_one_line(tmp_path):
         assert proc.returncode == 2, proc.stderr[-2000:]
         last = proc.stderr.strip().splitlines()[-1]
         assert last.startswith("two_step.py: error:") and "Traceback" not in proc.stderr
+
+
+def test_same_seed_gives_same_test_set(tmp_path):
+    from tinyse_tf.recipe.presets import get_preset
+    from tinyse_tf.recipe.two_step import Run
+
+    manifests = []
+    for name in ("a", "b"):
+        run = Run(get_preset("smoke"), tmp_path / name, data_dir=tmp_path / "data", verbose=0)
+        run.prepare_data()
+        manifests.append(json.loads((tmp_path / name / "testsets" / "manifest.json").read_text()))
+        noisy = [pathlib.Path(i["noisy_path"]).read_bytes() for i in run.test_items]
+        manifests[-1]["_audio"] = [hash(b) for b in noisy]
+    assert manifests[0] == manifests[1]
+
+
+@pytest.mark.slow
+def test_same_seed_gives_same_metrics(smoke_run, tmp_path):
+    base, out, _ = smoke_run
+    proc = _recipe("--preset", "smoke", "--out", str(tmp_path / "again"), "--data-dir",
+                   str(base / "data"), "--quiet")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    for model in ("teacher", "student", "one_step", "two_step"):
+        first = json.loads((out / "eval" / f"{model}.json").read_text())
+        second = json.loads((tmp_path / "again" / "eval" / f"{model}.json").read_text())
+        for a, b in zip(first, second):
+            assert a["enhanced"] == b["enhanced"], model

@@ -18,7 +18,8 @@ def _noisy(seconds=1.3, seed=0):
     n = int(seconds * SAMPLE_RATE) + 77
     t = np.arange(n) / SAMPLE_RATE
     phase = 2 * np.pi * np.cumsum(150 * (1 + 0.1 * np.sin(2 * np.pi * t))) / SAMPLE_RATE
-    speech = sum(np.sin(k * phase) / k for k in range(1, 10)) * np.clip(np.sin(2 * np.pi * 3 * t), 0, None)
+    envelope = np.clip(np.sin(2 * np.pi * 3 * t), 0, None)
+    speech = envelope * sum(np.sin(k * phase) / k for k in range(1, 10))
     return (0.2 * speech + 0.05 * rng.standard_normal(n)).astype(np.float32)
 
 
@@ -139,7 +140,26 @@ def test_rejects_missing_and_foreign_files(tmp_path):
     from tinyse_tf._tf import tf
 
     inp = keras.Input((4,), batch_size=1, name="x")
-    flat = tf.lite.TFLiteConverter.from_keras_model(keras.Model(inp, keras.layers.Dense(2)(inp))).convert()
+    dense = keras.Model(inp, keras.layers.Dense(2)(inp))
+    flat = tf.lite.TFLiteConverter.from_keras_model(dense).convert()
     (tmp_path / "other.tflite").write_bytes(flat)
     with pytest.raises(ValueError, match="not a tinyse_tf streaming model"):
         StreamingEnhancer(tmp_path / "other.tflite")
+
+
+def test_names_resolve_through_the_contract_without_a_signature(files, tmp_path, monkeypatch):
+    """A compiled *_edgetpu.tflite may lose its signature: names then come from the JSON."""
+    import shutil
+
+    from ai_edge_litert.interpreter import Interpreter
+
+    from tinyse_tf.export.contract import contract_path
+
+    src = files["int8_ptq"]
+    shutil.copy(src, tmp_path / "m_edgetpu.tflite")
+    shutil.copy(contract_path(src), tmp_path / "m.io_contract.json")
+    audio = _noisy(0.5, seed=2)
+    expected = StreamingEnhancer(src).enhance(audio)
+    monkeypatch.setattr(Interpreter, "get_signature_list", lambda self: {})
+    se = StreamingEnhancer(tmp_path / "m_edgetpu.tflite")
+    np.testing.assert_array_equal(se.enhance(audio), expected)

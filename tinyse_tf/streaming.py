@@ -128,6 +128,9 @@ class StreamingEnhancer:
 
     # ------------------------------------------------------------------ model I/O by name
     def _resolve_ports(self):
+        # Names are resolved once, through the signature runner, to tensor indices of the main
+        # subgraph; each hop then uses set_tensor / invoke / get_tensor (the runner's __call__
+        # re-checks and copies every tensor on every call).
         sigs = self._interp.get_signature_list()
         if sigs:
             runner = self._interp.get_signature_runner(next(iter(sigs)))

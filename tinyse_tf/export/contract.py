@@ -1,4 +1,4 @@
-"""I/O contract of an exported streaming ``.tflite`` file, full-int8 verification, atomic writes.
+"""I/O contract of an exported streaming ``.tflite`` file, and full-int8 verification.
 
 The contract is what a runtime needs to drive the file without reading Python code: for every
 input and output (addressed by signature name, never by position: the converter reorders them)
@@ -8,10 +8,6 @@ written as JSON next to the model (``<stem>.io_contract.json``, see docs/EXPORT.
 """
 from __future__ import annotations
 
-import contextlib
-import json
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -33,29 +29,6 @@ def contract_path(tflite_path) -> Path:
     """``dir/name.tflite`` -> ``dir/name.io_contract.json``."""
     p = Path(tflite_path)
     return p.with_name(p.stem + CONTRACT_SUFFIX)
-
-
-# --------------------------------------------------------------------------- atomic writes
-def atomic_write_bytes(path, data: bytes) -> Path:
-    """Write ``data`` to a temporary sibling of ``path``, fsync, then ``os.replace`` it."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-    return path
-
-
-def atomic_write_json(path, obj) -> Path:
-    return atomic_write_bytes(path, (json.dumps(obj, indent=2) + "\n").encode("utf-8"))
 
 
 # --------------------------------------------------------------------------- interpreter details
@@ -88,7 +61,7 @@ def signature_io(interp) -> tuple[list[dict], list[dict]]:
     that ``features``/``mask`` come first and states follow in name order."""
     runner = interp.get_signature_runner()
     tensor_names = {int(t["index"]): t["name"] for t in interp.get_tensor_details()}
-    order = lambda kv: (kv[0] not in ("features", "mask"), kv[0])  # noqa: E731
+    order = lambda kv: (kv[0] not in ("features", "mask"), kv[0])
     ins = [_io_entry(n, d, tensor_names)
            for n, d in sorted(runner.get_input_details().items(), key=order)]
     outs = [_io_entry(n, d, tensor_names)

@@ -91,7 +91,8 @@ def _configs():
 
         def _dense(self, layer):
             cell = layer.cell
-            return [(f"g{g}_{k}", d) for g, gates in enumerate(cell.gates) for k, d in gates.items()]
+            return [(f"g{g}_{k}", d)
+                    for g, gates in enumerate(cell.gates) for k, d in gates.items()]
 
         def get_weights_and_quantizers(self, layer):
             return [(d.kernel, NamedLastValueQuantizer(f"{name}_kernel", num_bits=8,
@@ -214,7 +215,7 @@ def float_weights_model(qat_model, model: keras.Model) -> keras.Model:
     """A plain copy of ``model`` carrying the float weights of ``qat_model``'s layers."""
     out = keras.models.clone_model(model)
     out.set_weights(model.get_weights())
-    strip = lambda v: v.name.split(":")[0]  # noqa: E731
+    strip = lambda v: v.name.split(":")[0]
     for layer in qat_model.layers:
         inner = getattr(layer, "layer", None)
         if inner is None:

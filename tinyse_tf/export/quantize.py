@@ -32,8 +32,8 @@ from pathlib import Path
 import numpy as np
 
 from tinyse_tf._tf import keras, tf
-from tinyse_tf.export.contract import (atomic_write_bytes, atomic_write_json, contract_path,
-                                       io_contract, make_interpreter, verify_full_int8)
+from tinyse_tf.atomic import atomic_open, atomic_write_json
+from tinyse_tf.export.contract import contract_path, io_contract, make_interpreter, verify_full_int8
 from tinyse_tf.export.streaming_graph import build_edge_streaming_model, check_int8_exportable
 from tinyse_tf.export.tflite_ops import read_model_bytes
 from tinyse_tf.models.cruse import config_from_model
@@ -68,7 +68,7 @@ def calibrate(stream_model: keras.Model, samples) -> bytes:
     conv.optimizations = [tf.lite.Optimize.DEFAULT]
     conv.representative_dataset = gen
     conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-    conv._experimental_calibrate_only = True  # noqa: SLF001 (stable since TF 2.3; see docs)
+    conv._experimental_calibrate_only = True
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # tf.lite.Interpreter deprecation, used by the calibrator
         return conv.convert()
@@ -88,27 +88,29 @@ def _model_bytes(obj) -> bytes:
 
 def _signature_tensors(obj) -> tuple[dict, dict]:
     sig = obj.signatureDefs[0]
-    dec = lambda b: b.decode() if isinstance(b, bytes) else b  # noqa: E731
+    dec = lambda b: b.decode() if isinstance(b, bytes) else b
     return ({dec(m.name): m.tensorIndex for m in sig.inputs},
             {dec(m.name): m.tensorIndex for m in sig.outputs})
 
 
 def layer_output_tensors(flat: bytes, layer_name: str) -> list[int]:
     """Indices of the tensors that carry the output of Keras layer ``layer_name`` in a converted
-    model: produced by an op of that layer (name path ``.../<layer>/...``) and read by an op of
-    another layer or returned by the model."""
+    model: produced by an op of that layer (name path ``.../<layer>/...``), read by an op of
+    another layer, and not the fixed-range output of LOGISTIC/TANH.
+
+    Tensors that are also model outputs are renamed by the converter (``StatefulPartitionedCall:k``)
+    and cannot be found this way: ``qat_tensor_ranges`` reaches those through the signature.
+    """
     m = read_model_bytes(flat).main
     key = f"/{layer_name}/"
-    in_layer = lambda t: any(key in part for part in m.tensors[t].name.split(";"))  # noqa: E731
+    in_layer = lambda t: any(key in part for part in m.tensors[t].name.split(";"))
     outs = []
     for op in m.ops:
-        if not any(in_layer(t) for t in op.outputs):
+        if op.name in ("LOGISTIC", "TANH") or not any(in_layer(t) for t in op.outputs):
             continue
         for t in op.outputs:
             consumers = [o for o in m.ops if t in o.inputs]
-            leaves = t in m.outputs or any(not any(in_layer(u) for u in c.outputs)
-                                           for c in consumers)
-            if leaves and t not in outs:
+            if any(not any(in_layer(u) for u in c.outputs) for c in consumers) and t not in outs:
                 outs.append(t)
     return outs
 
@@ -185,18 +187,24 @@ def qat_tensor_ranges(calibrated: bytes, layer_ranges: dict) -> dict:
     """
     obj = _model_object(calibrated)
     ins, outs = _signature_tensors(obj)
+    # Sequence layers whose output is also a state output of the streaming graph (the converter
+    # renames those tensors, so they are found through the signature, not by name).
+    via_signature = {"features": [ins["features"]],
+                     "gru": [t for n, t in outs.items() if n.startswith("gru_state")]}
+    for n in outs:
+        if n.startswith("enc") and n.endswith("_buf_out") and n != "enc1_buf_out":
+            via_signature[f"enc_{int(n[3]) - 1}"] = [outs[n]]  # enc{i}_buf = output of enc_{i-1}
+        if n.startswith("dec") and n.endswith("_buf_out"):
+            via_signature[f"dec{n[3]}_in"] = [outs[n]]  # dec{j}_buf = output of the Add
     result = {}
     for layer, rng in layer_ranges.items():
-        targets = []
-        if layer == "features":
-            targets = [ins["features"]]
-        elif layer.startswith("dec") and layer.endswith("_in"):  # the Add is a state output
-            targets = [outs[f"{layer[:4]}_buf_out"]]
-        elif layer.endswith("_deconv"):  # sub-pixel conv and its depth-to-space reshape
-            targets = (layer_output_tensors(calibrated, layer.replace("_deconv", "_subpixel"))
-                       + layer_output_tensors(calibrated, layer.replace("_deconv", "_d2s")))
-        elif layer == "gru":
-            targets = layer_output_tensors(calibrated, "gru_cell")
+        if layer in via_signature:
+            targets = list(via_signature[layer])
+            if layer == "gru":  # the group outputs, and their concatenation (the GRU output)
+                targets += [t for t in layer_output_tensors(calibrated, "gru_cell")
+                            if obj.subgraphs[0].tensors[t].name.decode().endswith("/concat")]
+        elif layer.endswith("_deconv"):  # the sub-pixel conv (its reshape shares the range)
+            targets = layer_output_tensors(calibrated, layer.replace("_deconv", "_subpixel"))
         else:
             targets = layer_output_tensors(calibrated, layer)
         for t in targets:
@@ -220,7 +228,9 @@ def _edgetpu_summary(path) -> dict | None:
 
 
 def _write(out_dir: Path, fname: str, flat: bytes, meta: dict) -> Path:
-    path = atomic_write_bytes(out_dir / fname, flat)
+    path = out_dir / fname
+    with atomic_open(path, "wb") as f:  # temporary sibling + os.replace
+        f.write(flat)
     contract = io_contract(flat, file=fname, sha256=hashlib.sha256(flat).hexdigest(),
                            size_bytes=len(flat), ops=_op_counts(flat), **meta)
     if meta.get("quantization") != "none":

@@ -35,13 +35,13 @@ class Int8ExportError(ValueError):
 
 
 def check_int8_exportable(config) -> None:
-    """Raise ``Int8ExportError`` if a model with this ``CruseConfig`` cannot be quantized to int8."""
+    """Raise ``Int8ExportError`` if a model with this ``CruseConfig`` cannot become int8."""
     if config.norm not in INT8_NORMS:
         raise Int8ExportError(
-            f"int8 export refused: norm={config.norm!r} (cumulative layer norm) carries running sums "
-            "that grow without bound over a stream and cannot be held in a fixed int8 range; train "
-            "the model with norm='frame_ln' (per-frame layer norm, recommended) or norm='batch' "
-            "(folded into the convs), or export it as float32 only (int8=())")
+            f"int8 export refused: norm={config.norm!r} (cumulative layer norm) carries running "
+            "sums that grow without bound over a stream and cannot be held in a fixed int8 "
+            "range; train the model with norm='frame_ln' (per-frame layer norm, recommended) or "
+            "norm='batch' (folded into the convs), or export it as float32 only (int8=())")
 
 
 # --------------------------------------------------------------------------- Edge-safe layers
@@ -80,8 +80,8 @@ def subpixel_weights(kernel, bias):
     The sequence model computes ``y = crop(conv2d_transpose(x, K, strides=(1, 2)))``, keeping
     output frames ``0..T-1`` and bins ``0..2F-1``:
 
-        y[t, 2m]   = b + x[t, m] K[0, 0] + x[t, m-1] K[0, 2] + x[t-1, m] K[1, 0] + x[t-1, m-1] K[1, 2]
-        y[t, 2m+1] = b + x[t, m] K[0, 1] + x[t-1, m] K[1, 1]
+        y[t, 2m]   = b + x[t,m] K[0,0] + x[t,m-1] K[0,2] + x[t-1,m] K[1,0] + x[t-1,m-1] K[1,2]
+        y[t, 2m+1] = b + x[t,m] K[0,1] + x[t-1,m] K[1,1]
 
     (``x[-1] = 0``, ``x[:, -1] = 0``). A 'valid' (2, 2) conv over ``[x[t-1], x[t]]`` in time and
     ``[x[m-1], x[m]]`` in frequency (one zero bin padded on the left) with ``2 * C_out`` output

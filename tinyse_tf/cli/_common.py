@@ -1,0 +1,347 @@
+"""Shared pieces of the ``tinyse`` commands: one-line errors, quiet TensorFlow start-up, model
+loading and checking, audio probing, atomic streaming audio writes.
+
+Nothing here imports TensorFlow at module level; ``import_tf`` does it on demand, with the
+C++ start-up log lines (oneDNN, CUDA probing) kept off the terminal.
+"""
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import re
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+#: Exit codes (documented in docs/CLI.md and ``tinyse --help``).
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+EXIT_INTERRUPTED = 130
+
+MODEL_SUFFIXES = (".keras", ".h5", ".hdf5", ".tflite")
+#: Write errors after which every later file would fail the same way: stop the batch.
+FATAL_WRITE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EFBIG}
+
+
+class CliError(Exception):
+    """A problem the user can fix; printed as ``tinyse <cmd>: error: <message>``.
+
+    Args:
+        message: one line: what (usually ``<path>: <what is wrong>; <what to do>``).
+        code: exit status (2: bad usage or bad input).
+    """
+
+    def __init__(self, message: str, code: int = EXIT_USAGE):
+        super().__init__(one_line(message))
+        self.message = one_line(message)
+        self.code = code
+
+
+class FileProblem(Exception):
+    """One input file cannot be processed: ``problem`` and ``fix`` (both one line)."""
+
+    def __init__(self, path, problem: str, fix: str, fatal: bool = False):
+        self.path = Path(path)
+        self.problem, self.fix = one_line(problem), one_line(fix)
+        self.fatal = fatal  # the rest of the batch would fail the same way (disk full)
+        super().__init__(f"{self.path}: {self.problem}; {self.fix}")
+
+
+def one_line(text, limit: int = 400) -> str:
+    """Collapse whitespace (tracebacks, multi-line library messages) and cap the length."""
+    text = " ".join(str(text).split())
+    return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
+def debug() -> bool:
+    """``TINYSE_DEBUG=1``: show tracebacks and TensorFlow's own log lines."""
+    return os.environ.get("TINYSE_DEBUG", "") not in ("", "0")
+
+
+def say(prog: str, kind: str, message: str, write=None) -> None:
+    """Print ``<prog>: <kind>: <message>`` on stderr (``write`` e.g. ``tqdm.write``)."""
+    line = f"{prog}: {kind}: {one_line(message, 2000)}"
+    if write is not None:
+        write(line, file=sys.stderr)
+    else:
+        print(line, file=sys.stderr, flush=True)
+
+
+@contextlib.contextmanager
+def native_stderr_captured():
+    """Send file descriptor 2 to a temporary file for the block (C++ log lines of TensorFlow and
+    TFLite go there directly, past ``sys.stderr``). Yields a callable returning the captured text.
+    Disabled by ``TINYSE_DEBUG=1``."""
+    if debug():
+        yield lambda: ""
+        return
+    sys.stderr.flush()
+    saved = os.dup(2)
+    tmp = tempfile.TemporaryFile(mode="w+b")
+    os.dup2(tmp.fileno(), 2)
+    try:
+        yield lambda: (tmp.seek(0), tmp.read().decode("utf-8", "replace"))[1]
+    finally:
+        with contextlib.suppress(Exception):
+            sys.stderr.flush()
+        os.dup2(saved, 2)
+        os.close(saved)
+        tmp.close()
+
+
+def import_tf():
+    """``(tf, keras)`` from ``tinyse_tf._tf``, started quietly (devices initialised inside the
+    captured block so that CUDA probing messages do not reach the terminal)."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    with native_stderr_captured():
+        from tinyse_tf._tf import keras, tf
+
+        tf.zeros(1).numpy()
+        tf.get_logger().setLevel("ERROR")
+        with contextlib.suppress(Exception):
+            import absl.logging
+
+            absl.logging.set_verbosity(absl.logging.ERROR)
+    return tf, keras
+
+
+# --------------------------------------------------------------------------- models
+def check_model_path(path, what: str = "model") -> Path:
+    """The model path if it is a readable, non-empty file with a known suffix; else CliError."""
+    path = Path(path)
+    if not path.exists():
+        raise CliError(f"{path}: {what} file not found; check the path (a .keras, .h5 or .tflite "
+                       "file)")
+    if path.is_dir():
+        raise CliError(f"{path}: is a folder, not a {what} file; give the .keras, .h5 or .tflite "
+                       "file itself")
+    if path.suffix.lower() not in MODEL_SUFFIXES:
+        raise CliError(f"{path}: unknown {what} type {path.suffix or '(no suffix)'!r}; give a "
+                       "Keras model (.keras or .h5) or an exported streaming .tflite")
+    if path.stat().st_size == 0:
+        raise CliError(f"{path}: empty file (0 bytes); the copy or export was probably "
+                       "interrupted: copy or export it again")
+    try:
+        with open(path, "rb") as f:
+            f.read(1)
+    except OSError as e:
+        raise CliError(f"{path}: cannot read the {what} file ({e.strerror or e}); check its "
+                       "permissions") from None
+    return path
+
+
+def is_tflite(path) -> bool:
+    return Path(path).suffix.lower() == ".tflite"
+
+
+def load_keras_model(path):
+    """Load a tinyse_tf CRUSE model saved as .keras / .h5; returns ``(model, CruseConfig)``."""
+    path = check_model_path(path)
+    _tf, keras = import_tf()
+    import tinyse_tf.models  # noqa: F401  (registers the custom layers)
+    from tinyse_tf.models import config_from_model
+
+    try:
+        with native_stderr_captured():
+            model = keras.models.load_model(path, compile=False)
+    except Exception as e:  # Keras raises many types for a bad file
+        raise CliError(f"{path}: not a loadable Keras model ({type(e).__name__}: "
+                       f"{one_line(e, 160)}); give a .keras or .h5 file saved by tinyse_tf "
+                       "(e.g. models/student.keras of a recipe run)") from None
+    try:
+        config = config_from_model(model)
+    except Exception as e:
+        raise CliError(f"{path}: a Keras model, but not a tinyse_tf CRUSE model "
+                       f"({type(e).__name__}: {one_line(e, 160)}); give a model built with "
+                       "tinyse_tf.build_cruse") from None
+    return model, config
+
+
+def _signature_io(path):
+    """``({name: detail}, {name: detail})`` of the first signature, or ``None`` without one."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    with native_stderr_captured():
+        interp = Interpreter(model_path=str(path))
+        interp.allocate_tensors()
+    sigs = interp.get_signature_list()
+    if not sigs:
+        return None
+    runner = interp.get_signature_runner(next(iter(sigs)))
+    return runner.get_input_details(), runner.get_output_details()
+
+
+def stream_contract_problems(inputs: dict, outputs: dict) -> list[str]:
+    """Mismatches between a model's signature I/O and what ``StreamingEnhancer`` drives:
+    ``features`` [1, 1, 80, 1] in, ``mask`` [1, 1, 80, 1] out, and for every other input ``s`` an
+    output ``s_out`` of the same shape and dtype (the state fed back at the next hop)."""
+    from tinyse_tf.constants import N_MELS
+
+    want = (1, 1, N_MELS, 1)
+    problems = []
+    for port, table, io in (("features", inputs, "input"), ("mask", outputs, "output")):
+        d = table.get(port)
+        if d is None:
+            problems.append(f"no {io} named {port!r}")
+            continue
+        shape = tuple(int(x) for x in d["shape"])
+        if int(np.prod(shape)) != N_MELS:
+            problems.append(f"{io} {port!r} has shape {list(shape)}, expected {list(want)}")
+        if np.dtype(d["dtype"]).name not in ("float32", "int8", "uint8", "int16"):
+            problems.append(f"{io} {port!r} has dtype {np.dtype(d['dtype']).name}")
+    for name, d in inputs.items():
+        if name == "features":
+            continue
+        out = outputs.get(f"{name}_out")
+        if out is None:
+            problems.append(f"state input {name!r} has no output {name + '_out'!r}")
+        elif tuple(out["shape"]) != tuple(d["shape"]) or out["dtype"] != d["dtype"]:
+            problems.append(f"state {name!r} is {list(d['shape'])} {np.dtype(d['dtype']).name} "
+                            f"in but {list(out['shape'])} {np.dtype(out['dtype']).name} out")
+    return problems
+
+
+def open_stream_tflite(path, num_threads: int = 1):
+    """A checked ``StreamingEnhancer`` for an exported streaming .tflite, or CliError."""
+    path = check_model_path(path)
+    fix = ("give a *_stream_float32.tflite or *_stream_int8_*.tflite written by `tinyse export` "
+           "(tinyse_tf.export.quantize.export_model)")
+    try:
+        io = _signature_io(path)
+    except Exception as e:
+        raise CliError(f"{path}: not a readable TFLite model ({one_line(e, 160)}); {fix}") from None
+    if io is not None:
+        problems = stream_contract_problems(*io)
+        if problems:
+            raise CliError(f"{path}: I/O contract does not match a tinyse_tf streaming model: "
+                           f"{'; '.join(problems[:3])}; {fix}")
+    from tinyse_tf.streaming import StreamingEnhancer
+
+    try:
+        with native_stderr_captured():
+            se = StreamingEnhancer(path, num_threads=num_threads)
+            se.run_frame(np.zeros(80, np.float32))  # one frame: fails now rather than per file
+            se.reset()
+    except Exception as e:
+        raise CliError(f"{path}: cannot run it as a tinyse_tf streaming model "
+                       f"({type(e).__name__}: {one_line(e, 200)}); {fix}") from None
+    return se
+
+
+# --------------------------------------------------------------------------- audio files
+_DATA_SIZE = re.compile(r"^data\s*:\s*(\d+)\s*\(should be\s*(\d+)\)", re.MULTILINE)
+
+
+def libsndfile_message(err) -> str:
+    """``Error opening 'x.wav': Format not recognised.`` -> ``Format not recognised``."""
+    msg = one_line(err, 200)
+    msg = re.sub(r"^Error opening .*?: ", "", msg)
+    return msg.rstrip(".")
+
+
+def probe_audio(path):
+    """Header check of one input file: returns the ``soundfile`` info, or raises FileProblem for
+    a missing, empty, non-audio, zero-length or truncated file."""
+    import soundfile as sf
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileProblem(path, "file not found", "check the path")
+    if path.stat().st_size == 0:
+        raise FileProblem(path, "empty file (0 bytes)",
+                          "the copy or export was probably interrupted: copy it again or remove it")
+    try:
+        info = sf.info(str(path))
+    except Exception as e:
+        raise FileProblem(path, f"not readable as audio ({libsndfile_message(e)})",
+                          "it is not a valid WAV/FLAC file or it is corrupt: re-export it as WAV "
+                          "or FLAC, or remove it") from None
+    if info.frames <= 0:
+        raise FileProblem(path, "zero-length audio (valid header, no samples)",
+                          "re-export the recording or remove the file")
+    if info.samplerate <= 0 or info.channels <= 0:
+        raise FileProblem(path, f"invalid header ({info.samplerate} Hz, {info.channels} channels)",
+                          "re-export it as WAV or FLAC")
+    m = _DATA_SIZE.search(getattr(info, "extra_info", "") or "")
+    if m:
+        announced, present = int(m.group(1)), int(m.group(2))
+        if present < announced < 0xFFFFFF00:  # 0 / 0xFFFFFFFF: written by a streaming tool
+            raise FileProblem(path, f"truncated WAV: the header announces {announced} bytes of "
+                                    f"audio but the file holds {present}",
+                              "the copy or recording was interrupted: copy or export it again")
+    return info
+
+
+def output_format(dst: Path, in_subtype: str | None) -> tuple[str, str]:
+    """``(format, subtype)`` for an output path: the input's sample format when the output
+    container supports it, else 16-bit PCM."""
+    import soundfile as sf
+
+    fmt = "FLAC" if dst.suffix.lower() == ".flac" else "WAV"
+    subtype = in_subtype if in_subtype and sf.check_format(fmt, in_subtype) else "PCM_16"
+    return fmt, subtype
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+class AtomicSoundWriter:
+    """Write a mono audio file block by block into a hidden temporary sibling, then rename it
+    over the destination (``commit``). On ``abort`` (or an exception in a ``with`` block) the
+    temporary file is removed: no partial output is ever left under the final name."""
+
+    def __init__(self, path, samplerate: int, fmt: str, subtype: str):
+        import soundfile as sf
+
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd, self.tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".tmp",
+                                        dir=self.path.parent)
+        os.close(fd)
+        self._clip = not subtype.upper() in ("FLOAT", "DOUBLE")
+        self.frames = 0
+        try:
+            self._f = sf.SoundFile(self.tmp, "w", samplerate, 1, subtype=subtype, format=fmt)
+        except BaseException:
+            Path(self.tmp).unlink(missing_ok=True)
+            raise
+
+    def write(self, y: np.ndarray) -> None:
+        if y.size:
+            y = np.asarray(y, np.float32)
+            self._f.write(np.clip(y, -1.0, 1.0) if self._clip else y)
+            self.frames += y.size
+
+    def commit(self) -> Path:
+        self._f.close()
+        os.chmod(self.tmp, 0o666 & ~_umask())  # mkstemp creates 0600
+        os.replace(self.tmp, self.path)
+        return self.path
+
+    def abort(self) -> None:
+        with contextlib.suppress(Exception):
+            self._f.close()
+        Path(self.tmp).unlink(missing_ok=True)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, exc_type, exc, tb):
+        if exc_type is not None:
+            self.abort()
+        return False
+
+
+def write_error(path: Path, err: OSError) -> FileProblem:
+    """A FileProblem for a failed write (disk full, read-only file system, ...)."""
+    reason = err.strerror or one_line(err, 160)
+    fatal = err.errno in FATAL_WRITE_ERRNOS
+    fix = ("free disk space or choose another -o; no partial file was left" if err.errno in
+           (errno.ENOSPC, errno.EDQUOT, errno.EFBIG) else
+           "choose a writable -o; no partial file was left")
+    return FileProblem(path, f"cannot write the output ({reason})", fix, fatal=fatal)
