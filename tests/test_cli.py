@@ -30,6 +30,12 @@ def tinyse(*args, cwd=None, timeout=300):
                           env=ENV, capture_output=True, text=True, timeout=timeout)
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def err_lines(proc) -> list[str]:
     return [line for line in proc.stderr.splitlines() if line.strip()]
 
@@ -178,6 +184,7 @@ def test_enhance_works_at_any_rate_and_channel_count(tflite, tmp_path, name):
     assert rate == info.samplerate and y.shape == (info.frames, 1)
     assert np.all(np.isfinite(y))
     assert not list((tmp_path / "out").glob(".*"))  # no temporary file left
+    assert out.stat().st_mode & 0o777 == 0o666 & ~_umask()  # not mkstemp's 0600
     if name == "6ch":
         assert err_lines(proc) == [f"tinyse enhance: note: {src}: 6 channels, downmixed to mono "
                                    "(the output is mono)"]
@@ -226,8 +233,11 @@ def test_keras_model_offline_and_streaming_paths_agree(models, tmp_path):
 
 # --------------------------------------------------------------------------- enhance: bad input
 def _bad_file(tmp_path: Path, kind: str) -> Path:
-    p = tmp_path / f"{kind}.wav"
-    if kind == "zero_length":
+    p = tmp_path / f"{kind}.{'flac' if 'flac' in kind else 'wav'}"
+    if kind == "truncated_flac":
+        sf.write(p, speechy(16000, 5.0), 16000)
+        p.write_bytes(p.read_bytes()[:p.stat().st_size // 2])
+    elif kind == "zero_length":
         sf.write(p, np.zeros(0, np.float32), 16000)
     elif kind == "not_audio":
         p.write_text("this is a text file with a .wav name\n")
@@ -250,6 +260,7 @@ BAD_FILES = {
     "empty": "empty file (0 bytes)",
     "truncated": "truncated WAV: the header announces 32000 bytes of audio but the file holds",
     "header_only": "not readable as audio (Error in WAV file. No 'data' chunk marker)",
+    "truncated_flac": "corrupt audio data (flac decoder lost sync); re-export it",
     "nan": "contains NaN or Inf samples (first at sample 1234)",
     "inf": "contains NaN or Inf samples (first at sample 1234)",
 }
@@ -431,6 +442,7 @@ def test_evaluate_with_noisy_reports_delta(eval_dirs, tmp_path):
         assert float(r["delta.si_sdr"]) > 0 and r["errors"] == ""
     doc = json.loads((tmp_path / "rep" / "summary.json").read_text())
     assert doc["sides"] == ["noisy", "enhanced", "delta"]
+    assert (tmp_path / "rep" / "summary.json").stat().st_mode & 0o777 == 0o666 & ~_umask()
     assert doc["summary"]["all"]["delta"]["si_sdr"]["n"] == 3
     # reports are not replaced silently
     again = tinyse("evaluate", "--clean", eval_dirs["clean"], "--enhanced", eval_dirs["enhanced"],

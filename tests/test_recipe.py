@@ -9,6 +9,7 @@ import pytest
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 MODELS = ["teacher", "student", "one-step KD", "two-step KD"]
+INT8_ROWS = ["student int8 PTQ", "student int8 QAT", "two-step KD int8 PTQ", "two-step KD int8 QAT"]
 
 
 def _recipe(*args, timeout=900):
@@ -30,8 +31,8 @@ def smoke_run(tmp_path_factory):
 def test_smoke_run_writes_the_report(smoke_run):
     _, out, proc = smoke_run
     report = json.loads((out / "report" / "report.json").read_text())
-    assert list(report["models"]) == MODELS
-    for model in MODELS:
+    assert list(report["models"]) == MODELS + INT8_ROWS
+    for model in MODELS + INT8_ROWS:
         labels = set(report["models"][model]["summary"])
         assert {"-5", "0", "5", "mixed", "all"} <= {l.replace("snr_", "") for l in labels}
     md = (out / "report" / "report.md").read_text()
@@ -44,6 +45,20 @@ def test_smoke_run_writes_the_report(smoke_run):
         assert (out / "models" / f"{stage}.keras").is_file()
         assert (out / "train" / stage / "history.csv").is_file()
     assert "wall time" in proc.stdout
+
+
+def test_smoke_run_exports_checked_int8_streaming_files(smoke_run):
+    from tinyse_tf.export.edgetpu_check import check_model
+
+    _, out, _ = smoke_run
+    for key in ("student", "two_step"):
+        for kind in ("float32", "int8_ptq", "int8_qat"):
+            path = out / "export" / f"{key}_stream_{kind}.tflite"
+            assert path.is_file() and path.with_suffix(".io_contract.json").is_file()
+            if kind != "float32":
+                assert check_model(path).ok, path
+    checks = json.loads((out / "report" / "report.json").read_text())["metadata"]["edgetpu_check"]
+    assert len(checks) == 4 and all(c["ok"] and c["cpu_ops"] == 0 for c in checks.values())
 
 
 def test_two_step_history_switches_phase(smoke_run):

@@ -1,4 +1,4 @@
-"""The ``tinyse`` command line (``tinyse = "tinyse_tf.cli:main"``; also ``python -m tinyse_tf.cli``).
+"""The ``tinyse`` command line (``tinyse_tf.cli:main``; also ``python -m tinyse_tf.cli``).
 
 One module per command, each with ``add_parser(subparsers)`` and ``run(args) -> int``; TensorFlow
 is imported only inside the commands that need it, so ``tinyse --help`` and ``tinyse evaluate``

@@ -238,6 +238,7 @@ def libsndfile_message(err) -> str:
     """``Error opening 'x.wav': Format not recognised.`` -> ``Format not recognised``."""
     msg = one_line(err, 200)
     msg = re.sub(r"^Error opening .*?: ", "", msg)
+    msg = re.sub(r"^Error\s*:\s*", "", msg)
     return msg.rstrip(".")
 
 
@@ -290,6 +291,15 @@ def _umask() -> int:
     return mask
 
 
+def readable_like_new_file(*paths) -> None:
+    """Give files written through ``tempfile.mkstemp`` (mode 0600) the mode a plain ``open``
+    would have given them (0666 minus the umask)."""
+    mode = 0o666 & ~_umask()
+    for p in paths:
+        with contextlib.suppress(OSError):
+            os.chmod(p, mode)
+
+
 class AtomicSoundWriter:
     """Write a mono audio file block by block into a hidden temporary sibling, then rename it
     over the destination (``commit``). On ``abort`` (or an exception in a ``with`` block) the
@@ -303,7 +313,7 @@ class AtomicSoundWriter:
         fd, self.tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".tmp",
                                         dir=self.path.parent)
         os.close(fd)
-        self._clip = not subtype.upper() in ("FLOAT", "DOUBLE")
+        self._clip = subtype.upper() not in ("FLOAT", "DOUBLE")
         self.frames = 0
         try:
             self._f = sf.SoundFile(self.tmp, "w", samplerate, 1, subtype=subtype, format=fmt)
@@ -319,7 +329,7 @@ class AtomicSoundWriter:
 
     def commit(self) -> Path:
         self._f.close()
-        os.chmod(self.tmp, 0o666 & ~_umask())  # mkstemp creates 0600
+        readable_like_new_file(self.tmp)  # mkstemp creates 0600
         os.replace(self.tmp, self.path)
         return self.path
 

@@ -16,9 +16,10 @@ from pathlib import Path
 import numpy as np
 
 from tinyse_tf.cli._common import (EXIT_FAILED, EXIT_OK, EXIT_USAGE, AtomicSoundWriter, CliError,
-                                   FileProblem, check_model_path, is_tflite, libsndfile_message,
-                                   load_keras_model, one_line, open_stream_tflite, output_format,
-                                   probe_audio, say, write_error)
+                                   FileProblem, check_model_path, debug, is_tflite,
+                                   libsndfile_message, load_keras_model, one_line,
+                                   open_stream_tflite, output_format, probe_audio, say,
+                                   write_error)
 
 PROG = "tinyse enhance"
 AUDIO_SUFFIXES = (".wav", ".flac")
@@ -186,7 +187,8 @@ def _read_blocks(job: Job):
             except StopIteration:
                 return
             except Exception as e:  # libsndfile errors in the middle of a damaged file
-                raise FileProblem(job.src, f"unreadable or corrupt audio after sample {n} "
+                where = f" after the first {n} samples" if n else ""
+                raise FileProblem(job.src, f"corrupt audio data{where} "
                                            f"({libsndfile_message(e)})",
                                   "re-export it as WAV or FLAC, or remove it") from None
             x = block.mean(axis=1) if block.shape[1] > 1 else block[:, 0]
@@ -326,6 +328,8 @@ def run(args) -> int:
                 enhance_file(job, engine, note)
                 done += 1
             except Exception as e:
+                if debug() and not isinstance(e, FileProblem):
+                    raise
                 failed += 1
                 engine.reset()
                 p = e if isinstance(e, FileProblem) else FileProblem(

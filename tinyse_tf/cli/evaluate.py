@@ -22,7 +22,8 @@ import sys
 import time
 from pathlib import Path
 
-from tinyse_tf.cli._common import EXIT_FAILED, EXIT_OK, EXIT_USAGE, CliError, one_line, say
+from tinyse_tf.cli._common import (EXIT_FAILED, EXIT_OK, EXIT_USAGE, CliError, one_line,
+                                   readable_like_new_file, say)
 
 PROG = "tinyse evaluate"
 AUDIO_SUFFIXES = (".wav", ".flac")
@@ -277,7 +278,7 @@ def format_table(summary_label: dict, metrics, with_noisy: bool) -> str:
         rows.append([METRIC_NAMES.get(k, k), *(cell(summary_label[s][k]) for s in sides), str(n)])
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     lines = ["  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in
-                       enumerate(zip(r, widths))).rstrip() for r in rows]
+                       enumerate(zip(r, widths, strict=True))).rstrip() for r in rows]
     lines.insert(1, "  ".join("-" * w for w in widths))
     return "\n".join(lines)
 
@@ -344,6 +345,7 @@ def run(args) -> int:
                "summary": summary}
         with atomic_open(out_dir / "summary.json") as f:
             f.write(json.dumps(_json_safe(doc), indent=1, allow_nan=False) + "\n")
+        readable_like_new_file(out_dir / "metrics.csv", out_dir / "summary.json")
         if not args.quiet:
             say(PROG, "note", f"wrote {out_dir / 'metrics.csv'} and {out_dir / 'summary.json'}")
     if len(failed_files) == len(records):

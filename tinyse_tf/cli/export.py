@@ -11,7 +11,8 @@ import warnings
 from pathlib import Path
 
 from tinyse_tf.cli._common import (EXIT_OK, CliError, check_model_path, is_tflite,
-                                   load_keras_model, native_stderr_captured, one_line, say)
+                                   load_keras_model, native_stderr_captured, one_line,
+                                   readable_like_new_file, say)
 
 PROG = "tinyse export"
 INT8_METHODS = ("ptq", "qat")
@@ -148,6 +149,7 @@ def run(args) -> int:
     from tinyse_tf.export.contract import contract_path
 
     for kind, path in paths.items():
+        readable_like_new_file(path, contract_path(path))
         line = f"{kind:9s} {path}  ({Path(path).stat().st_size / 1024:.0f} KiB)"
         try:
             import json

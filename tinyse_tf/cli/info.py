@@ -189,10 +189,12 @@ def format_facts(f: dict) -> str:
     hop_s = HOP / SAMPLE_RATE
     lines = [f"model       {f['model']}", f"kind        {f['kind']}"]
     if cfg:
+        units, groups = cfg.get("gru_units", "?"), cfg.get("gru_groups", "?")
         lines.append(f"layers      encoder channels {', '.join(map(str, cfg['channels']))}; GRU "
-                     f"{cfg.get('gru_units', '?')} units in {cfg.get('gru_groups', '?')} groups")
+                     f"{units} units in {groups} groups")
     norm = f.get("norm")
-    lines.append(f"norm        {norm + ': ' + NORM_NAMES.get(norm, '') if norm else 'unknown (not cLN)'}")
+    norm_text = f"{norm}: {NORM_NAMES.get(norm, '')}" if norm else "unknown (not cLN)"
+    lines.append(f"norm        {norm_text}")
     lines.append(f"parameters  {_fmt_int(f.get('parameters'))}")
     if isinstance(macs, int):
         lines.append(f"MACs/frame  {macs:,} ({macs / 1e6:.3f} M per 16 ms frame = "

@@ -10,6 +10,7 @@ from typing import Mapping
 import numpy as np
 
 from tinyse_tf.atomic import atomic_open
+from tinyse_tf.evaluation.runner import snr_value
 from tinyse_tf.evaluation.metrics import METRIC_NAMES, SAMPLE_RATE
 
 
@@ -28,14 +29,8 @@ def _save(fig, path) -> None:
 
 
 def numeric_labels(labels) -> list[tuple[float, str]]:
-    """(value, label) for the labels that are numbers (input SNRs), sorted by value."""
-    out = []
-    for lab in labels:
-        try:
-            out.append((float(lab), str(lab)))
-        except ValueError:
-            pass
-    return sorted(out)
+    """(value, label) for the labels that name an input SNR, sorted by value."""
+    return sorted((snr_value(lab), str(lab)) for lab in labels if snr_value(lab) is not None)
 
 
 def plot_gain_vs_snr(summaries: Mapping[str, Mapping], metric: str, path, side: str = "delta",

@@ -18,6 +18,7 @@ import csv
 import math
 import multiprocessing
 import os
+import re
 import sys
 import warnings
 from typing import Iterable, Mapping, Sequence
@@ -32,6 +33,9 @@ SIDES = ("noisy", "enhanced", "delta")
 RESULT_FIELDS = ("noisy", "enhanced", "delta", "errors", "seconds", "n_samples")
 PATH_FIELDS = ("clean_path", "noisy_path", "enhanced_path")
 ALL_LABEL = "all"
+
+
+_SNR_LABEL = re.compile(r"(?:snr_?)?([-+]?\d+(?:\.\d+)?)\s*(?:dB)?", re.IGNORECASE)
 
 
 def _load(path) -> np.ndarray:
@@ -149,18 +153,17 @@ def evaluate_files(items: Iterable[Mapping], metrics: Sequence[str] = DEFAULT_ME
     return records
 
 
+def snr_value(label) -> float | None:
+    """The input SNR a label names ("-5", "snr_-5", "5 dB" -> -5.0 / 5.0), or None ("mixed")."""
+    match = _SNR_LABEL.fullmatch(str(label).strip())
+    return float(match.group(1)) if match else None
+
+
 def _label_order(labels: Iterable[str]) -> list[str]:
     """Numeric SNR labels ascending, then the others in first-seen order."""
     labels = list(dict.fromkeys(labels))
-
-    def number(label):
-        try:
-            return float(label)
-        except ValueError:
-            return None
-
-    numeric = sorted((lab for lab in labels if number(lab) is not None), key=number)
-    return numeric + [lab for lab in labels if number(lab) is None]
+    numeric = sorted((lab for lab in labels if snr_value(lab) is not None), key=snr_value)
+    return numeric + [lab for lab in labels if snr_value(lab) is None]
 
 
 def _keys_of(records: Sequence[Mapping]) -> list[str]:

@@ -16,6 +16,8 @@ import argparse
 import dataclasses
 import json
 import pathlib
+import shutil
+import subprocess
 import sys
 import time
 
@@ -150,32 +152,93 @@ class Run:
                                          callbacks=[PhaseSwitch(cfg.step1_epochs)])
         return models
 
-    # ------------------------------------------------------------------ evaluation
-    def evaluate(self, models):
-        from tinyse_tf.data import load_audio, write_audio
-        from tinyse_tf.evaluation import evaluate_files, write_report
-        from tinyse_tf.inference import enhance
+    # ------------------------------------------------------------------ export
+    def export_all(self, models):
+        """Streaming float32 / int8 files of the baseline and two-step students, checked for the
+        Edge TPU (and compiled when ``edgetpu_compiler`` is installed). Returns
+        ``{row name: .tflite path}`` of the files to evaluate."""
+        from tinyse_tf.export.calibration import noisy_mixtures
+        from tinyse_tf.export.edgetpu_check import check_model, format_table
+        from tinyse_tf.export.quantize import export_model
+        from tinyse_tf.export.streaming_graph import Int8ExportError, check_int8_exportable
+        from tinyse_tf.models import config_from_model
 
-        results = {}
-        for key, row in MODELS:
-            eval_path = self.out / "eval" / f"{key}.json"
-            if eval_path.exists():
-                results[row] = json.loads(eval_path.read_text())
-                continue
-            t0 = time.time()
-            items = []
-            for item in self.test_items:
-                enhanced = self.out / "enhanced" / key / item["snr_label"] / f"{item['id']}.wav"
-                if not enhanced.exists():
-                    enhanced.parent.mkdir(parents=True, exist_ok=True)
-                    write_audio(enhanced, enhance(models[key], load_audio(item["noisy_path"])))
-                items.append({**item, "enhanced_path": str(enhanced)})
-            _log(f"evaluating {row} on {len(items)} files")
-            records = evaluate_files(items, metrics=self.cfg.metrics, progress=bool(self.verbose))
-            eval_path.parent.mkdir(parents=True, exist_ok=True)
-            atomic_write_json(eval_path, records)
-            results[row] = records
-            self.timings[f"eval_{key}_s"] = round(time.time() - t0, 1)
+        cfg, out = self.cfg, self.out / "export"
+        int8 = tuple(cfg.int8)
+        try:
+            check_int8_exportable(config_from_model(models["student"]))
+        except Int8ExportError as err:
+            _log(f"export: float32 only ({err})")
+            int8 = ()
+        files, self.edgetpu = {}, {}
+        speech, noise = self.corpus.split("valid")
+        calibration = [n for n, _ in noisy_mixtures(speech, noise, n_clips=8, seed=cfg.seed)]
+        for key, row in (("student", "student"), ("two_step", "two-step KD")):
+            done = out / f"{key}.done.json"
+            if done.exists():
+                paths = {k: pathlib.Path(v) for k, v in json.loads(done.read_text()).items()}
+            else:
+                t0 = time.time()
+                paths = export_model(models[key], out, key, int8=int8,
+                                     representative_audio=calibration,
+                                     qat_dataset=self._dataset("train", 2).take(cfg.qat_steps),
+                                     qat_steps=cfg.qat_steps, seed=cfg.seed)
+                atomic_write_json(done, {k: str(v) for k, v in paths.items()})
+                self.timings[f"export_{key}_s"] = round(time.time() - t0, 1)
+            for kind, path in paths.items():
+                if kind == "float32":
+                    continue  # equals the Keras model to 1e-7 (tests/test_streaming_enhancer.py)
+                report = check_model(path)
+                self.edgetpu[path.name] = {"ok": report.ok, "cpu_ops": report.cpu_op_count,
+                                           "ops": report.op_count}
+                _log(f"Edge TPU check {path.name}: {'ok' if report.ok else 'FAILS'}\n"
+                     + format_table(report))
+                self._compile_edgetpu(path)
+                files[f"{row} int8 {kind.split('_')[1].upper()}"] = path
+        return files
+
+    def _compile_edgetpu(self, path):
+        script = pathlib.Path(__file__).resolve().parents[2] / "edge" / "compile.py"
+        if not shutil.which("edgetpu_compiler") or not script.is_file():
+            return
+        proc = subprocess.run([sys.executable, str(script), str(path), "-o",
+                               str(path.parent / "edgetpu")], capture_output=True, text=True)
+        self.edgetpu[path.name]["compiler_exit"] = proc.returncode
+        _log(f"edgetpu_compiler {path.name}: exit {proc.returncode}\n{proc.stdout[-2000:]}")
+
+    # ------------------------------------------------------------------ evaluation
+    def _evaluate_one(self, key, row, enhance_fn):
+        """Enhance every test file with ``enhance_fn`` (audio [n] -> [n]) and score it (cached)."""
+        from tinyse_tf.data import load_audio, write_audio
+        from tinyse_tf.evaluation import evaluate_files
+
+        eval_path = self.out / "eval" / f"{key}.json"
+        if eval_path.exists():
+            return json.loads(eval_path.read_text())
+        t0 = time.time()
+        items = []
+        for item in self.test_items:
+            enhanced = self.out / "enhanced" / key / item["snr_label"] / f"{item['id']}.wav"
+            if not enhanced.exists():
+                write_audio(enhanced, enhance_fn(load_audio(item["noisy_path"])))
+            items.append({**item, "enhanced_path": str(enhanced)})
+        _log(f"evaluating {row} on {len(items)} files")
+        records = evaluate_files(items, metrics=self.cfg.metrics, progress=bool(self.verbose))
+        atomic_write_json(eval_path, records)
+        self.timings[f"eval_{key}_s"] = round(time.time() - t0, 1)
+        return records
+
+    def evaluate(self, models, streaming_files):
+        from tinyse_tf.data import load_audio
+        from tinyse_tf.evaluation import write_report
+        from tinyse_tf.inference import enhance
+        from tinyse_tf.streaming import StreamingEnhancer
+
+        results = {row: self._evaluate_one(key, row, lambda a, m=models[key]: enhance(m, a))
+                   for key, row in MODELS}
+        for row, path in streaming_files.items():
+            enhancer = StreamingEnhancer(path)
+            results[row] = self._evaluate_one(path.stem, row, enhancer.enhance)
 
         first = next(i for i in self.test_items if i["snr_label"] == "snr_0")
         two_step = self.out / "enhanced" / "two_step" / "snr_0" / f"{first['id']}.wav"
@@ -194,7 +257,7 @@ class Run:
                 "params": {n: count_params(getattr(self.cfg, n)) for n in ("teacher", "student")},
                 "macs_per_frame": {n: macs_per_frame(getattr(self.cfg, n))
                                    for n in ("teacher", "student")},
-                "macs_rule": MACS_RULE}
+                "macs_rule": MACS_RULE, "edgetpu_check": getattr(self, "edgetpu", {})}
 
 
 def _load_checkpoint(path):
@@ -264,7 +327,7 @@ def run(args):
     if not r.is_chief:
         _log("worker done; the chief evaluates and writes the report")
         return None
-    _, files = r.evaluate(models)
+    _, files = r.evaluate(models, r.export_all(models))
     total = time.time() - t0
     r.timings["total_s"] = round(total, 1)
     atomic_write_json(out / "timings.json", r.timings)
