@@ -26,7 +26,7 @@ class RecipeConfig:
     step1_epochs: int = 2
     one_step_gamma: float = 0.5
     kd_granularity: str = "tf"
-    test_clips: int = 20  # test utterances (each remixed at every test SNR)
+    test_clips: int = 12  # test utterances (each remixed at every test SNR)
     test_clip_seconds: float = 4.0
     test_snrs: tuple = (-5, 0, 5)
     metrics: tuple = ("si_sdr", "sdr", "pesq", "estoi", "dnsmos")
