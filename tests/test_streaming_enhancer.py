@@ -143,7 +143,7 @@ def test_rejects_missing_and_foreign_files(tmp_path):
     dense = keras.Model(inp, keras.layers.Dense(2)(inp))
     flat = tf.lite.TFLiteConverter.from_keras_model(dense).convert()
     (tmp_path / "other.tflite").write_bytes(flat)
-    with pytest.raises(ValueError, match="not a tinyse_tf streaming model"):
+    with pytest.raises(ValueError, match="does not match a tinyse_tf streaming model"):
         StreamingEnhancer(tmp_path / "other.tflite")
 
 

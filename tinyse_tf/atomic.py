@@ -11,6 +11,16 @@ import tempfile
 from pathlib import Path
 
 
+def default_mode(*paths) -> None:
+    """Give files made by ``tempfile.mkstemp`` (mode 0600) the mode a plain ``open`` would have
+    given them (0666 minus the umask), so outputs stay readable by other users."""
+    mask = os.umask(0)
+    os.umask(mask)
+    for p in paths:
+        with contextlib.suppress(OSError):
+            os.chmod(p, 0o666 & ~mask)
+
+
 @contextlib.contextmanager
 def atomic_path(path):
     """Yield a temporary path beside ``path`` (same suffix, so writers infer the format); on
@@ -21,6 +31,7 @@ def atomic_path(path):
     os.close(fd)
     try:
         yield Path(tmp)
+        default_mode(tmp)
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):

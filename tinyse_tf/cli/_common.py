@@ -9,12 +9,13 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
-import re
 import sys
 import tempfile
 from pathlib import Path
 
 import numpy as np
+
+from tinyse_tf.atomic import default_mode
 
 #: Exit codes (documented in docs/CLI.md and ``tinyse --help``).
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
@@ -159,69 +160,22 @@ def load_keras_model(path):
     return model, config
 
 
-def _signature_io(path):
-    """``({name: detail}, {name: detail})`` of the first signature, or ``None`` without one."""
-    from ai_edge_litert.interpreter import Interpreter
-
-    with native_stderr_captured():
-        interp = Interpreter(model_path=str(path))
-        interp.allocate_tensors()
-    sigs = interp.get_signature_list()
-    if not sigs:
-        return None
-    runner = interp.get_signature_runner(next(iter(sigs)))
-    return runner.get_input_details(), runner.get_output_details()
-
-
-def stream_contract_problems(inputs: dict, outputs: dict) -> list[str]:
-    """Mismatches between a model's signature I/O and what ``StreamingEnhancer`` drives:
-    ``features`` [1, 1, 80, 1] in, ``mask`` [1, 1, 80, 1] out, and for every other input ``s`` an
-    output ``s_out`` of the same shape and dtype (the state fed back at the next hop)."""
-    from tinyse_tf.constants import N_MELS
-
-    want = (1, 1, N_MELS, 1)
-    problems = []
-    for port, table, io in (("features", inputs, "input"), ("mask", outputs, "output")):
-        d = table.get(port)
-        if d is None:
-            problems.append(f"no {io} named {port!r}")
-            continue
-        shape = tuple(int(x) for x in d["shape"])
-        if int(np.prod(shape)) != N_MELS:
-            problems.append(f"{io} {port!r} has shape {list(shape)}, expected {list(want)}")
-        if np.dtype(d["dtype"]).name not in ("float32", "int8", "uint8", "int16"):
-            problems.append(f"{io} {port!r} has dtype {np.dtype(d['dtype']).name}")
-    for name, d in inputs.items():
-        if name == "features":
-            continue
-        out = outputs.get(f"{name}_out")
-        if out is None:
-            problems.append(f"state input {name!r} has no output {name + '_out'!r}")
-        elif tuple(out["shape"]) != tuple(d["shape"]) or out["dtype"] != d["dtype"]:
-            problems.append(f"state {name!r} is {list(d['shape'])} {np.dtype(d['dtype']).name} "
-                            f"in but {list(out['shape'])} {np.dtype(out['dtype']).name} out")
-    return problems
-
-
 def open_stream_tflite(path, num_threads: int = 1):
     """A checked ``StreamingEnhancer`` for an exported streaming .tflite, or CliError."""
     path = check_model_path(path)
     fix = ("give a *_stream_float32.tflite or *_stream_int8_*.tflite written by `tinyse export` "
            "(tinyse_tf.export.quantize.export_model)")
-    try:
-        io = _signature_io(path)
-    except Exception as e:
-        raise CliError(f"{path}: not a readable TFLite model ({one_line(e, 160)}); {fix}") from None
-    if io is not None:
-        problems = stream_contract_problems(*io)
-        if problems:
-            raise CliError(f"{path}: I/O contract does not match a tinyse_tf streaming model: "
-                           f"{'; '.join(problems[:3])}; {fix}")
-    from tinyse_tf.streaming import StreamingEnhancer
+    from tinyse_tf.streaming import ContractError, StreamingEnhancer
 
     try:
         with native_stderr_captured():
             se = StreamingEnhancer(path, num_threads=num_threads)
+    except ContractError as e:
+        raise CliError(f"{one_line(e, 300)}; {fix}") from None
+    except Exception as e:
+        raise CliError(f"{path}: not a readable TFLite model ({one_line(e, 160)}); {fix}") from None
+    try:
+        with native_stderr_captured():
             se.run_frame(np.zeros(80, np.float32))  # one frame: fails now rather than per file
             se.reset()
     except Exception as e:
@@ -231,48 +185,23 @@ def open_stream_tflite(path, num_threads: int = 1):
 
 
 # --------------------------------------------------------------------------- audio files
-_DATA_SIZE = re.compile(r"^data\s*:\s*(\d+)\s*\(should be\s*(\d+)\)", re.MULTILINE)
+def probe_audio(path):
+    """Header check of one input file (``tinyse_tf.data.probe_audio``): returns the
+    ``soundfile`` info, or raises FileProblem for a missing, empty, non-audio, zero-length or
+    truncated file."""
+    from tinyse_tf.data.audio_io import AudioError, probe_audio as probe
+
+    try:
+        return probe(path)
+    except AudioError as err:
+        raise FileProblem(err.path, err.problem, err.fix) from None
 
 
 def libsndfile_message(err) -> str:
-    """``Error opening 'x.wav': Format not recognised.`` -> ``Format not recognised``."""
-    msg = one_line(err, 200)
-    msg = re.sub(r"^Error opening .*?: ", "", msg)
-    msg = re.sub(r"^Error\s*:\s*", "", msg)
-    return msg.rstrip(".")
+    """The useful part of a libsndfile error message."""
+    from tinyse_tf.data.audio_io import _libsndfile_message
 
-
-def probe_audio(path):
-    """Header check of one input file: returns the ``soundfile`` info, or raises FileProblem for
-    a missing, empty, non-audio, zero-length or truncated file."""
-    import soundfile as sf
-
-    path = Path(path)
-    if not path.is_file():
-        raise FileProblem(path, "file not found", "check the path")
-    if path.stat().st_size == 0:
-        raise FileProblem(path, "empty file (0 bytes)",
-                          "the copy or export was probably interrupted: copy it again or remove it")
-    try:
-        info = sf.info(str(path))
-    except Exception as e:
-        raise FileProblem(path, f"not readable as audio ({libsndfile_message(e)})",
-                          "it is not a valid WAV/FLAC file or it is corrupt: re-export it as WAV "
-                          "or FLAC, or remove it") from None
-    if info.frames <= 0:
-        raise FileProblem(path, "zero-length audio (valid header, no samples)",
-                          "re-export the recording or remove the file")
-    if info.samplerate <= 0 or info.channels <= 0:
-        raise FileProblem(path, f"invalid header ({info.samplerate} Hz, {info.channels} channels)",
-                          "re-export it as WAV or FLAC")
-    m = _DATA_SIZE.search(getattr(info, "extra_info", "") or "")
-    if m:
-        announced, present = int(m.group(1)), int(m.group(2))
-        if present < announced < 0xFFFFFF00:  # 0 / 0xFFFFFFFF: written by a streaming tool
-            raise FileProblem(path, f"truncated WAV: the header announces {announced} bytes of "
-                                    f"audio but the file holds {present}",
-                              "the copy or recording was interrupted: copy or export it again")
-    return info
+    return _libsndfile_message(err)
 
 
 def output_format(dst: Path, in_subtype: str | None) -> tuple[str, str]:
@@ -283,21 +212,6 @@ def output_format(dst: Path, in_subtype: str | None) -> tuple[str, str]:
     fmt = "FLAC" if dst.suffix.lower() == ".flac" else "WAV"
     subtype = in_subtype if in_subtype and sf.check_format(fmt, in_subtype) else "PCM_16"
     return fmt, subtype
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-def readable_like_new_file(*paths) -> None:
-    """Give files written through ``tempfile.mkstemp`` (mode 0600) the mode a plain ``open``
-    would have given them (0666 minus the umask)."""
-    mode = 0o666 & ~_umask()
-    for p in paths:
-        with contextlib.suppress(OSError):
-            os.chmod(p, mode)
 
 
 class AtomicSoundWriter:
@@ -329,7 +243,7 @@ class AtomicSoundWriter:
 
     def commit(self) -> Path:
         self._f.close()
-        readable_like_new_file(self.tmp)  # mkstemp creates 0600
+        default_mode(self.tmp)  # mkstemp creates 0600
         os.replace(self.tmp, self.path)
         return self.path
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from tinyse_tf.constants import HOP, N_FFT
+from tinyse_tf.streaming import FrameStream
 
 
 class TfliteEngine:
@@ -31,60 +31,30 @@ class TfliteEngine:
         return self.se.flush()
 
 
-class KerasStreamEngine:
+class KerasStreamEngine(FrameStream):
     """The same per-hop signal path as ``StreamingEnhancer`` with the Keras single-frame graph."""
 
-    latency = N_FFT - HOP
     name = "Keras streaming graph"
 
     def __init__(self, model):
         from tinyse_tf._tf import tf
-        from tinyse_tf.dsp import (FrameAnalyzer, FrameSynthesizer, mel_to_linear_matrix,
-                                   np_mel_features)
         from tinyse_tf.models.streaming import build_streaming_model
 
         self._tf = tf
         self._stream = build_streaming_model(model)
         self._state_shapes = [tuple(int(d) for d in i.shape) for i in self._stream.inputs[1:]]
         self._step = tf.function(lambda f, s: self._stream([f] + list(s)))
-        self._features = np_mel_features
-        self._m2l = mel_to_linear_matrix()
-        self._analyzer, self._synth = FrameAnalyzer(), FrameSynthesizer()
-        self.reset()
+        self.latency = self.latency_samples
+        self._init_stream()
 
-    def reset(self):
+    def _reset_states(self):
         self._states = [self._tf.zeros(s) for s in self._state_shapes]
-        self._analyzer.reset()
-        self._synth.reset()
-        self._pending = np.zeros(0, np.float32)
-        self._n_in = self._n_out = 0
 
     def run_frame(self, features) -> np.ndarray:
         f = self._tf.constant(np.asarray(features, np.float32).reshape(1, 1, -1, 1))
         out = self._step(f, self._states)
         self._states = list(out[1:])
         return out[0].numpy().reshape(-1)
-
-    def process(self, chunk) -> np.ndarray:
-        chunk = np.asarray(chunk, np.float32).reshape(-1)
-        self._n_in += chunk.size
-        buf = np.concatenate([self._pending, chunk]) if self._pending.size else chunk
-        n_hops = buf.size // HOP
-        out = np.empty(n_hops * HOP, np.float32)
-        for k in range(n_hops):
-            spec = self._analyzer.push(buf[k * HOP:(k + 1) * HOP])
-            mask = self.run_frame(self._features(spec))
-            out[k * HOP:(k + 1) * HOP] = self._synth.push(spec * (mask @ self._m2l))
-        self._pending = buf[n_hops * HOP:].copy()
-        self._n_out += out.size
-        return out
-
-    def flush(self) -> np.ndarray:
-        need = self._n_in + self.latency - self._n_out
-        n_zeros = -(-need // HOP) * HOP - self._pending.size
-        out = self.process(np.zeros(n_zeros, np.float32))[:need]
-        self.reset()
-        return out
 
 
 class KerasOfflineEngine:

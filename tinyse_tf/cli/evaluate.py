@@ -14,7 +14,6 @@ No TensorFlow is imported. Files are scored in parallel worker processes (``--wo
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import math
 import os
@@ -23,7 +22,7 @@ import time
 from pathlib import Path
 
 from tinyse_tf.cli._common import (EXIT_FAILED, EXIT_OK, EXIT_USAGE, CliError, one_line,
-                                   readable_like_new_file, say)
+                                   say)
 
 PROG = "tinyse evaluate"
 AUDIO_SUFFIXES = (".wav", ".flac")
@@ -235,23 +234,6 @@ def _keys(metrics) -> list[str]:
     return metric_keys(metrics)
 
 
-def write_csv(records, path: Path, metrics, with_noisy: bool) -> None:
-    from tinyse_tf.atomic import atomic_open
-
-    keys, sides = _keys(metrics), _sides(with_noisy)
-    paths = ["clean_path", *(["noisy_path"] if with_noisy else []), "enhanced_path"]
-    header = ["file", "group", *(f"{s}.{k}" for k in keys for s in sides), "n_samples", *paths,
-              "errors"]
-    with atomic_open(path, "w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(header)
-        for r in records:
-            errors = " | ".join(f"{k}: {v}" for k, v in r.get("errors", {}).items())
-            w.writerow([r["id"], r["snr_label"],
-                        *(repr(float(r.get(s, {}).get(k, math.nan))) for k in keys for s in sides),
-                        r.get("n_samples", 0), *(r.get(p, "") for p in paths), errors])
-
-
 def _json_safe(obj):
     if isinstance(obj, float):
         return obj if math.isfinite(obj) else None
@@ -334,7 +316,10 @@ def run(args) -> int:
           + ("" if with_noisy else "; absolute scores of the enhanced files (no --noisy: "
                                    "no improvement columns)"))
     if out_dir is not None:
-        write_csv(records, out_dir / "metrics.csv", metrics, with_noisy)
+        from tinyse_tf.evaluation.runner import write_records_csv
+
+        write_records_csv(records, out_dir / "metrics.csv", sides=_sides(with_noisy),
+                          id_header=("file", "group"))
         from tinyse_tf.atomic import atomic_open
 
         doc = {"clean": str(clean_dir), "enhanced": str(enh_dir),
@@ -345,7 +330,6 @@ def run(args) -> int:
                "summary": summary}
         with atomic_open(out_dir / "summary.json") as f:
             f.write(json.dumps(_json_safe(doc), indent=1, allow_nan=False) + "\n")
-        readable_like_new_file(out_dir / "metrics.csv", out_dir / "summary.json")
         if not args.quiet:
             say(PROG, "note", f"wrote {out_dir / 'metrics.csv'} and {out_dir / 'summary.json'}")
     if len(failed_files) == len(records):

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from tinyse_tf.cli._common import (EXIT_OK, CliError, check_model_path, is_tflite,
                                    load_keras_model, native_stderr_captured, one_line,
-                                   readable_like_new_file, say)
+                                   say)
 
 PROG = "tinyse export"
 INT8_METHODS = ("ptq", "qat")
@@ -149,7 +149,6 @@ def run(args) -> int:
     from tinyse_tf.export.contract import contract_path
 
     for kind, path in paths.items():
-        readable_like_new_file(path, contract_path(path))
         line = f"{kind:9s} {path}  ({Path(path).stat().st_size / 1024:.0f} KiB)"
         try:
             import json

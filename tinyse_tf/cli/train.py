@@ -16,4 +16,4 @@ def add_parser(sub):
 def forward(argv) -> int:
     from tinyse_tf.recipe.two_step import main
 
-    return main(list(argv))
+    return main(list(argv), prog="tinyse train")

@@ -11,19 +11,29 @@ All audio is 16 kHz mono float32. Shapes in brief:
 
 See docs/DATA.md.
 """
+import importlib
+
 from tinyse_tf.data.audio_io import (AudioError, AudioSkipWarning, DataError, list_audio,
                                      load_audio, load_files, load_folder, probe_audio, write_audio)
-from tinyse_tf.data.builtin import (CORPUS_SIZES, CORPUS_VERSION, build_corpus, default_data_dir,
-                                    load_corpus, split_voices)
-from tinyse_tf.data.corpus import SPLITS, Corpus
-from tinyse_tf.data.mixing import mix_np, mix_tf
-from tinyse_tf.data.pipeline import mixture_dataset
-from tinyse_tf.data.testsets import load_test_set, write_test_sets
+
+# Everything else loads on first use: audio I/O must not pull in TensorFlow (the CLI and the
+# evaluation workers use it without TF).
+_LAZY = {
+    "CORPUS_SIZES": "builtin", "CORPUS_VERSION": "builtin", "build_corpus": "builtin",
+    "default_data_dir": "builtin", "load_corpus": "builtin", "split_voices": "builtin",
+    "SPLITS": "corpus", "Corpus": "corpus", "mix_np": "mixing", "mix_tf": "mixing",
+    "mixture_dataset": "pipeline", "load_test_set": "testsets", "write_test_sets": "testsets",
+}
 
 __all__ = [
     "AudioError", "AudioSkipWarning", "DataError", "list_audio", "load_audio", "load_files",
-    "load_folder", "probe_audio", "write_audio",
-    "CORPUS_SIZES", "CORPUS_VERSION", "build_corpus", "default_data_dir", "load_corpus",
-    "split_voices", "SPLITS", "Corpus", "mix_np", "mix_tf", "mixture_dataset",
-    "load_test_set", "write_test_sets",
+    "load_folder", "probe_audio", "write_audio", *_LAZY,
 ]
+
+
+def __getattr__(name):
+    if name in _LAZY:
+        value = getattr(importlib.import_module(f"tinyse_tf.data.{_LAZY[name]}"), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'tinyse_tf.data' has no attribute {name!r}")

@@ -5,6 +5,7 @@ to do, so that a user scanning a large folder sees at once which recording to fi
 """
 from __future__ import annotations
 
+import re
 import warnings
 from pathlib import Path
 from collections.abc import Iterable
@@ -33,7 +34,7 @@ class AudioError(ValueError):
 
     def __init__(self, path, problem: str, fix: str):
         self.path = Path(path)
-        self.problem = _one_line(problem)
+        self.problem, self.fix = _one_line(problem), _one_line(fix)
         super().__init__(f"cannot use audio file {self.path}: {self.problem}; {_one_line(fix)}")
 
 
@@ -61,7 +62,7 @@ def load_audio(path, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
         AudioError: missing, empty, unreadable or corrupt file, zero length, NaN/Inf samples.
     """
     path = Path(path)
-    _check_exists(path)
+    probe_audio(path)
     try:
         audio, rate = sf.read(str(path), dtype="float32", always_2d=True)
     except Exception as err:  # libsndfile raises several types for damaged files
@@ -80,8 +81,20 @@ def load_audio(path, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
     return np.ascontiguousarray(audio, dtype=np.float32)
 
 
+# libsndfile reports a WAV whose data chunk is shorter than its header announces only here;
+# it then silently reads fewer frames.
+_DATA_SIZE = re.compile(r"^data\s*:\s*(\d+)\s*\(should be\s*(\d+)\)", re.MULTILINE)
+
+
+def _libsndfile_message(err) -> str:
+    """``Error opening 'x.wav': Format not recognised.`` -> ``Format not recognised``."""
+    msg = re.sub(r"^Error opening .*?: ", "", _one_line(err))
+    return re.sub(r"^Error\s*:\s*", "", msg).rstrip(".")
+
+
 def probe_audio(path) -> sf._SoundFileInfo:
-    """Read only the header of ``path``; raise :class:`AudioError` if it is unusable.
+    """Read only the header of ``path``; raise :class:`AudioError` if it is unusable: missing,
+    empty, not audio, zero length, invalid header or truncated WAV.
 
     Cheap check for large folders (NaN samples are only found by :func:`load_audio`).
     """
@@ -90,11 +103,22 @@ def probe_audio(path) -> sf._SoundFileInfo:
     try:
         info = sf.info(str(path))
     except Exception as err:
-        raise AudioError(path, f"unreadable or corrupt audio ({err})",
-                         "re-export it as WAV or FLAC, or remove it") from err
-    if info.frames == 0:
+        raise AudioError(path, f"not readable as audio ({_libsndfile_message(err)})",
+                         "it is not a valid WAV/FLAC file or it is corrupt: re-export it as WAV "
+                         "or FLAC, or remove it") from err
+    if info.frames <= 0:
         raise AudioError(path, "zero-length audio (valid header, no samples)",
                          "re-export the recording or remove the file")
+    if info.samplerate <= 0 or info.channels <= 0:
+        raise AudioError(path, f"invalid header ({info.samplerate} Hz, {info.channels} channels)",
+                         "re-export it as WAV or FLAC")
+    m = _DATA_SIZE.search(getattr(info, "extra_info", "") or "")
+    if m:
+        announced, present = int(m.group(1)), int(m.group(2))
+        if present < announced < 0xFFFFFF00:  # 0 / 0xFFFFFFFF: written by a streaming tool
+            raise AudioError(path, f"truncated WAV: the header announces {announced} bytes of "
+                                   f"audio but the file holds {present}",
+                             "the copy or recording was interrupted: copy or export it again")
     return info
 
 
@@ -167,22 +191,27 @@ def load_files(files: Iterable, sample_rate: int = SAMPLE_RATE, what: str = "fil
     Raises:
         DataError: no file is usable.
     """
+    return _keep_usable(files, lambda f: load_audio(f, sample_rate), what)
+
+
+def _keep_usable(files: Iterable, check, what: str) -> dict:
+    """``{path: check(path)}`` for the files ``check`` accepts; each rejected file (AudioError)
+    gives one warning naming it, then one warning with the count; DataError if none is left."""
     files = [Path(f) for f in files]
-    clips: dict[Path, np.ndarray] = {}
-    skipped = 0
+    kept, skipped = {}, 0
     for f in files:
         try:
-            clips[f] = load_audio(f, sample_rate)
+            kept[f] = check(f)
         except AudioError as err:
             skipped += 1
-            warnings.warn(f"skipping: {err}", AudioSkipWarning, stacklevel=2)
+            warnings.warn(f"skipping: {err}", AudioSkipWarning, stacklevel=3)
     if skipped:
         warnings.warn(f"skipped {skipped} of {len(files)} audio files in {what}",
-                      AudioSkipWarning, stacklevel=2)
-    if not clips:
+                      AudioSkipWarning, stacklevel=3)
+    if not kept:
         raise DataError(f"no usable audio in {what} ({len(files)} files, all unreadable or empty); "
                         "check the files named in the warnings above")
-    return clips
+    return kept
 
 
 def load_folder(root, sample_rate: int = SAMPLE_RATE) -> dict[Path, np.ndarray]:
@@ -209,19 +238,4 @@ def usable_files(files: Iterable, what: str = "file list") -> list[Path]:
     Raises:
         DataError: none is usable.
     """
-    files = [Path(f) for f in files]
-    good, skipped = [], 0
-    for f in files:
-        try:
-            probe_audio(f)
-            good.append(f)
-        except AudioError as err:
-            skipped += 1
-            warnings.warn(f"skipping: {err}", AudioSkipWarning, stacklevel=2)
-    if skipped:
-        warnings.warn(f"skipped {skipped} of {len(files)} audio files in {what}",
-                      AudioSkipWarning, stacklevel=2)
-    if not good:
-        raise DataError(f"no usable audio in {what} ({len(files)} files); "
-                        "check the files named in the warnings above")
-    return good
+    return list(_keep_usable(files, probe_audio, what))

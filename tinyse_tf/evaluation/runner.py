@@ -39,14 +39,10 @@ _SNR_LABEL = re.compile(r"(?:snr_?)?([-+]?\d+(?:\.\d+)?)\s*(?:dB)?", re.IGNORECA
 
 
 def _load(path) -> np.ndarray:
-    import soundfile as sf
+    """Mono float64 at 16 kHz (any rate or channel count is converted by ``load_audio``)."""
+    from tinyse_tf.data.audio_io import load_audio
 
-    audio, sr = sf.read(str(path), dtype="float64", always_2d=False)
-    if sr != SAMPLE_RATE:
-        raise ValueError(f"{path}: sample rate {sr} Hz, expected {SAMPLE_RATE}")
-    if audio.ndim != 1:
-        raise ValueError(f"{path}: {audio.shape[1]} channels, expected mono")
-    return audio
+    return load_audio(path, SAMPLE_RATE).astype(np.float64)
 
 
 def _new_record(item: Mapping) -> dict:
@@ -204,17 +200,21 @@ def summarize(records: Sequence[Mapping]) -> dict:
     }
 
 
-def write_records_csv(records: Sequence[Mapping], path) -> None:
-    """Write one row per record (atomically): id, snr_label, <side>.<metric> columns, n_samples,
-    the three paths when present, and ``errors`` as "key: message" joined by " | "."""
+def write_records_csv(records: Sequence[Mapping], path, sides: Sequence[str] = SIDES,
+                      id_header: Sequence[str] = ("id", "snr_label")) -> None:
+    """Write one row per record (atomically): the id and SNR label (headed ``id_header``),
+    <side>.<metric> columns for ``sides``, n_samples, the three paths when present, and
+    ``errors`` as "key: message" joined by " | "."""
     keys = _keys_of(records)
     paths = [k for k in PATH_FIELDS if any(k in r for r in records)]
-    header = ["id", "snr_label", *(f"{s}.{k}" for k in keys for s in SIDES), "n_samples", *paths, "errors"]
+    header = [*id_header, *(f"{s}.{k}" for k in keys for s in sides), "n_samples", *paths,
+              "errors"]
     with atomic_open(path, "w", newline="") as f:
         writer = csv.writer(f)
         writer.writerow(header)
         for rec in records:
             errors = " | ".join(f"{k}: {v}" for k, v in rec.get("errors", {}).items())
             writer.writerow([rec["id"], rec["snr_label"],
-                             *(repr(float(rec.get(s, {}).get(k, math.nan))) for k in keys for s in SIDES),
+                             *(repr(float(rec.get(s, {}).get(k, math.nan))) for k in keys
+                               for s in sides),
                              rec.get("n_samples", 0), *(rec.get(k, "") for k in paths), errors])

@@ -355,7 +355,7 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
         report = check_model(args.model)
     except (OSError, NotATfliteFile) as e:
         msg = e.strerror if isinstance(e, OSError) and e.strerror else str(e)
-        print(f"{prog.split()[-1]}: error: {args.model}: {msg}", file=sys.stderr)
+        print(f"{prog}: error: {args.model}: {msg}", file=sys.stderr)
         return 2
     if args.json:
         print(json.dumps(report.to_dict(), indent=2))

@@ -274,9 +274,9 @@ def _load_checkpoint(path):
                          f"({type(err).__name__}); give a .keras file from models/") from err
 
 
-def parse_args(argv=None):
+def parse_args(argv=None, prog="two_step.py"):
     p = argparse.ArgumentParser(
-        prog="two_step.py",
+        prog=prog,
         description="Train teacher, baseline student, one-step and two-step KD students on the "
                     "same data and initialisation, evaluate them and write a report.")
     p.add_argument("--preset", default="demo", choices=sorted(PRESETS),
@@ -336,16 +336,17 @@ def run(args):
     return files
 
 
-def main(argv=None):
-    args = parse_args(argv)
+def main(argv=None, prog="two_step.py"):
+    """Run the recipe; returns the exit code (0 ok, 2 bad input, 130 interrupted)."""
+    args = parse_args(argv, prog)
     from tinyse_tf.data import AudioError, DataError
 
     try:
         run(args)
     except (DataError, AudioError, ValueError, FileNotFoundError) as err:
-        print(f"two_step.py: error: {err}", file=sys.stderr)
+        print(f"{prog}: error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("two_step.py: interrupted; rerun the same command to resume", file=sys.stderr)
+        print(f"{prog}: interrupted; rerun the same command to resume", file=sys.stderr)
         return 130
     return 0
