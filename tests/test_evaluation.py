@@ -394,3 +394,15 @@ def test_dnsmos_in_workers_after_dnsmos_in_parent(test_set):
     ev.dnsmos(speech_like(1.0))
     records = ev.evaluate_files(test_set[:2], metrics=("dnsmos",), workers=2, progress=False)
     assert all(r["errors"] == {} and 0.5 <= r["enhanced"]["dnsmos_ovrl"] <= 5.0 for r in records)
+
+
+def test_compute_metrics_reuses_given_noisy_values(speech, white, monkeypatch):
+    noisy, enhanced = speech + 0.3 * white, speech + 0.1 * white
+    full = M.compute_metrics(speech, noisy, enhanced, ("si_sdr", "estoi"))
+    calls = []
+    real = M._one_group
+    monkeypatch.setattr(M, "_one_group", lambda g, c, x: calls.append(g) or real(g, c, x))
+    reused = M.compute_metrics(speech, noisy, enhanced, ("si_sdr", "estoi"),
+                               noisy_values=full["noisy"])
+    assert calls == ["si_sdr", "estoi"]  # the enhanced side only
+    assert reused["noisy"] == full["noisy"] and reused["delta"] == full["delta"]

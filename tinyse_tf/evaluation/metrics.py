@@ -227,8 +227,13 @@ def empty_result(metrics: Sequence[str] = DEFAULT_METRICS) -> dict:
     return out
 
 
-def compute_metrics(clean, noisy, enhanced, metrics: Sequence[str] = DEFAULT_METRICS) -> dict:
+def compute_metrics(clean, noisy, enhanced, metrics: Sequence[str] = DEFAULT_METRICS,
+                    noisy_values: Mapping | None = None) -> dict:
     """Metrics of the noisy input and of the enhanced output, and their improvement.
+
+    ``noisy_values`` ({key: float}, e.g. the ``noisy`` dict of an earlier result for the same
+    clean/noisy pair) skips recomputing the noisy side: when several models are scored on one
+    test set, the noisy input's metrics (DNSMOS above all) are computed once.
 
     Lengths may differ by up to ``MAX_LENGTH_DIFF`` samples (STFT padding); all three are trimmed
     to the shortest. Each metric group runs in isolation: an exception becomes NaN values plus an
@@ -254,9 +259,12 @@ def compute_metrics(clean, noisy, enhanced, metrics: Sequence[str] = DEFAULT_MET
         out["errors"]["input"] = _error_string(exc)
         return out
     out["n_samples"] = int(clean.shape[0])
+    sides = (("enhanced", enhanced),) if noisy_values else (("noisy", noisy), ("enhanced", enhanced))
+    if noisy_values:
+        out["noisy"].update({k: float(noisy_values[k]) for k in out["noisy"]})
     for group in metrics:
         t0 = time.perf_counter()
-        for side, x in (("noisy", noisy), ("enhanced", enhanced)):
+        for side, x in sides:
             try:
                 out[side].update(_one_group(group, clean, x))
             except Exception as exc:

@@ -56,7 +56,13 @@ def _new_record(item: Mapping) -> dict:
 
 
 def evaluate_item(item: Mapping, metrics: Sequence[str] = DEFAULT_METRICS) -> dict:
-    """Load one item's three files and compute its record; never raises for a bad file."""
+    """Load one item's three files and compute its record; never raises for a bad file.
+
+    An item may carry ``noisy_values`` (the ``noisy`` dict of an earlier record of the same
+    clean/noisy pair) to skip the noisy side; it is not copied into the record.
+    """
+    item = dict(item)
+    noisy_values = item.pop("noisy_values", None)
     rec = _new_record(item)
     try:
         clean, noisy, enhanced = (_load(item[k]) for k in PATH_FIELDS)
@@ -64,7 +70,7 @@ def evaluate_item(item: Mapping, metrics: Sequence[str] = DEFAULT_METRICS) -> di
         result = empty_result(metrics)
         result["errors"]["input"] = _error_string(exc)
     else:
-        result = compute_metrics(clean, noisy, enhanced, metrics)
+        result = compute_metrics(clean, noisy, enhanced, metrics, noisy_values=noisy_values)
     rec.update(result)
     return rec
 

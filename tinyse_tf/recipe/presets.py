@@ -21,7 +21,7 @@ class RecipeConfig:
     teacher: str = "teacher"
     student: str = "student"
     norm: str = "frame_ln"  # bounded, so the students export to int8; the paper preset uses cln
-    teacher_epochs: int = 6
+    teacher_epochs: int = 10
     student_epochs: int = 8
     step1_epochs: int = 2
     one_step_gamma: float = 0.5
