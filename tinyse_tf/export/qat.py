@@ -86,7 +86,7 @@ def _configs():
         def get_config(self):
             return {**super().get_config(), "var_name": self.var_name}
 
-    class GroupedGRU(qk.QuantizeConfig):
+    class GroupedGRU(OutputRange):
         """``keras.layers.RNN(GroupedGRUCell)``: int8 gate kernels and the output range."""
 
         def _dense(self, layer):
@@ -100,22 +100,9 @@ def _configs():
                                                        narrow_range=True))
                     for name, d in self._dense(layer)]
 
-        def get_activations_and_quantizers(self, layer):
-            return []
-
         def set_quantize_weights(self, layer, quantize_weights):
             for (_, d), w in zip(self._dense(layer), quantize_weights):
                 d.kernel = w
-
-        def set_quantize_activations(self, layer, quantize_activations):
-            pass
-
-        def get_output_quantizers(self, layer):
-            return [q.MovingAverageQuantizer(num_bits=8, per_axis=False, symmetric=False,
-                                             narrow_range=False)]
-
-        def get_config(self):
-            return {}
 
     _configs.cache = {"OutputRange": OutputRange, "GroupedGRU": GroupedGRU,
                       "NamedLastValueQuantizer": NamedLastValueQuantizer}
