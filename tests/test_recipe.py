@@ -123,4 +123,5 @@ def test_same_seed_gives_same_metrics(smoke_run, tmp_path):
         first = json.loads((out / "eval" / f"{model}.json").read_text())
         second = json.loads((tmp_path / "again" / "eval" / f"{model}.json").read_text())
         for a, b in zip(first, second):
-            assert a["enhanced"] == b["enhanced"], model
+            # Same weights and files; eSTOI's float sums may differ in the last digit (BLAS).
+            assert a["enhanced"] == pytest.approx(b["enhanced"], rel=1e-9), model
