@@ -18,11 +18,9 @@ import json
 import math
 import os
 import sys
-import time
 from pathlib import Path
 
-from tinyse_tf.cli._common import (EXIT_FAILED, EXIT_OK, EXIT_USAGE, CliError, one_line,
-                                   say)
+from tinyse_tf.cli._common import (EXIT_FAILED, EXIT_OK, EXIT_USAGE, CliError, say)
 
 PROG = "tinyse evaluate"
 AUDIO_SUFFIXES = (".wav", ".flac")
@@ -106,115 +104,6 @@ def match_items(clean_dir: Path, enhanced_dir: Path, noisy_dir: Path | None, by_
     return items, missing
 
 
-# --------------------------------------------------------------------------- scoring (workers)
-def _one_group(group: str, clean, x) -> dict:
-    from tinyse_tf.evaluation import metrics as m
-
-    if group == "si_sdr":
-        return {"si_sdr": m.si_sdr(clean, x)}
-    if group == "sdr":
-        return {"sdr": m.sdr(clean, x)}
-    if group == "pesq":
-        return {"pesq": m.pesq_wb(clean, x)}
-    if group == "estoi":
-        return {"estoi": m.estoi(clean, x)}
-    d = m.dnsmos(x)
-    return {"dnsmos_sig": d["SIG"], "dnsmos_bak": d["BAK"], "dnsmos_ovrl": d["OVRL"]}
-
-
-def enhanced_only_metrics(clean, enhanced, metrics) -> dict:
-    """Like ``compute_metrics`` for the enhanced signal alone: ``noisy`` and ``delta`` empty."""
-    from tinyse_tf.evaluation.metrics import align_lengths, empty_result
-
-    out = empty_result(metrics)
-    out["noisy"], out["delta"] = {}, {}
-    try:
-        clean, enhanced = align_lengths(clean, enhanced)
-    except Exception as exc:
-        out["errors"]["input"] = _error_string(exc)
-        return out
-    out["n_samples"] = int(clean.shape[0])
-    for group in metrics:
-        t0 = time.perf_counter()
-        try:
-            out["enhanced"].update(_one_group(group, clean, enhanced))
-        except Exception as exc:
-            out["errors"][f"enhanced.{group}"] = _error_string(exc)
-        out["seconds"][group] = time.perf_counter() - t0
-    return out
-
-
-def score_item(item: dict, metrics) -> dict:
-    """One record: the item plus ``noisy``/``enhanced``/``delta``/``errors``/... (never raises)."""
-    from tinyse_tf.data.audio_io import load_audio
-    from tinyse_tf.evaluation.metrics import compute_metrics, empty_result
-
-    rec = dict(item)
-    try:
-        clean = load_audio(item["clean_path"])
-        enhanced = load_audio(item["enhanced_path"])
-        noisy = load_audio(item["noisy_path"]) if "noisy_path" in item else None
-    except Exception as exc:  # AudioError: one line naming the file
-        rec.update(empty_result(metrics))
-        if "noisy_path" not in item:
-            rec["noisy"], rec["delta"] = {}, {}
-        rec["errors"]["input"] = one_line(exc) if hasattr(exc, "path") else _error_string(exc)
-        return rec
-    if noisy is None:
-        rec.update(enhanced_only_metrics(clean, enhanced, metrics))
-    else:
-        rec.update(compute_metrics(clean, noisy, enhanced, metrics))
-    return rec
-
-
-def _error_string(exc: BaseException) -> str:
-    return f"{type(exc).__name__}: {one_line(exc, 300) or 'no message'}"
-
-
-def _init_worker():
-    """Forget DNSMOS sessions a worker may inherit (onnxruntime does not survive fork)."""
-    mod = sys.modules.get("speechmos.dnsmos")
-    if mod is not None:
-        mod.dnsmos = None
-
-
-def score_all(items, metrics, workers: int, progress: bool) -> list[dict]:
-    import concurrent.futures as cf
-    import multiprocessing
-
-    from tqdm.auto import tqdm
-
-    records = [None] * len(items)
-    bar = tqdm(total=len(items), desc="evaluate", unit="file", file=sys.stderr,
-               disable=None if progress else True, dynamic_ncols=True)
-    try:
-        if workers <= 0:
-            for i, item in enumerate(items):
-                records[i] = score_item(item, metrics)
-                bar.update()
-            return records
-        methods = multiprocessing.get_all_start_methods()
-        ctx = multiprocessing.get_context("forkserver" if "forkserver" in methods else None)
-        with cf.ProcessPoolExecutor(max_workers=min(workers, len(items)), mp_context=ctx,
-                                    initializer=_init_worker) as pool:
-            futures = {pool.submit(score_item, item, metrics): i for i, item in enumerate(items)}
-            for fut in cf.as_completed(futures):
-                i = futures[fut]
-                try:
-                    records[i] = fut.result()
-                except Exception as exc:  # a crashed worker (segfault in a C library, ...)
-                    from tinyse_tf.evaluation.metrics import empty_result
-
-                    rec = dict(items[i])
-                    rec.update(empty_result(metrics))
-                    rec["errors"]["worker"] = f"{type(exc).__name__}: {one_line(exc, 200)}"
-                    records[i] = rec
-                bar.update()
-    finally:
-        bar.close()
-    return records
-
-
 # --------------------------------------------------------------------------- outputs
 def _sides(with_noisy: bool) -> tuple[str, ...]:
     return ("noisy", "enhanced", "delta") if with_noisy else ("enhanced",)
@@ -293,7 +182,10 @@ def run(args) -> int:
             say(PROG, "note", f"{len(files)} enhanced file(s) have no {side} counterpart and are "
                               f"skipped (first: {files[0]})")
     workers = (os.cpu_count() or 1) if args.workers is None else args.workers
-    records = score_all(items, metrics, workers, progress=not args.quiet)
+    from tinyse_tf.evaluation.runner import evaluate_files
+
+    records = evaluate_files(items, metrics, workers=workers,
+                             progress=not args.quiet and sys.stderr.isatty())
 
     failed_files = [r for r in records if "input" in r["errors"] or "worker" in r["errors"]]
     metric_errors = [r for r in records if r["errors"]]

@@ -231,6 +231,7 @@ def compute_metrics(clean, noisy, enhanced, metrics: Sequence[str] = DEFAULT_MET
                     noisy_values: Mapping | None = None) -> dict:
     """Metrics of the noisy input and of the enhanced output, and their improvement.
 
+    ``noisy=None`` scores the enhanced signal alone (``noisy`` and ``delta`` come back empty).
     ``noisy_values`` ({key: float}, e.g. the ``noisy`` dict of an earlier result for the same
     clean/noisy pair) skips recomputing the noisy side: when several models are scored on one
     test set, the noisy input's metrics (DNSMOS above all) are computed once.
@@ -252,14 +253,17 @@ def compute_metrics(clean, noisy, enhanced, metrics: Sequence[str] = DEFAULT_MET
     """
     metrics = (metrics,) if isinstance(metrics, str) else tuple(metrics)
     out = empty_result(metrics)  # validates the names
+    if noisy is None:  # enhanced only: no noisy reference, so no improvement either
+        out["noisy"], out["delta"] = {}, {}
+    signals = [(clean, "clean"), (enhanced, "enhanced")] + ([(noisy, "noisy")] if noisy is not None
+                                                              else [])
     try:
-        clean, noisy, enhanced = align_lengths(*(_as_signal(s, n) for s, n in (
-            (clean, "clean"), (noisy, "noisy"), (enhanced, "enhanced"))))
+        clean, enhanced, *rest = align_lengths(*(_as_signal(s, n) for s, n in signals))
     except Exception as exc:  # the whole file is unusable; every metric is NaN
         out["errors"]["input"] = _error_string(exc)
         return out
     out["n_samples"] = int(clean.shape[0])
-    sides = (("enhanced", enhanced),) if noisy_values else (("noisy", noisy), ("enhanced", enhanced))
+    sides = ((("noisy", rest[0]),) if rest and not noisy_values else ()) + (("enhanced", enhanced),)
     if noisy_values:
         out["noisy"].update({k: float(noisy_values[k]) for k in out["noisy"]})
     for group in metrics:

@@ -58,6 +58,7 @@ def _new_record(item: Mapping) -> dict:
 def evaluate_item(item: Mapping, metrics: Sequence[str] = DEFAULT_METRICS) -> dict:
     """Load one item's three files and compute its record; never raises for a bad file.
 
+    Without ``noisy_path`` only the enhanced file is scored (``noisy``/``delta`` empty).
     An item may carry ``noisy_values`` (the ``noisy`` dict of an earlier record of the same
     clean/noisy pair) to skip the noisy side; it is not copied into the record.
     """
@@ -65,10 +66,14 @@ def evaluate_item(item: Mapping, metrics: Sequence[str] = DEFAULT_METRICS) -> di
     noisy_values = item.pop("noisy_values", None)
     rec = _new_record(item)
     try:
-        clean, noisy, enhanced = (_load(item[k]) for k in PATH_FIELDS)
+        clean, enhanced = _load(item["clean_path"]), _load(item["enhanced_path"])
+        noisy = _load(item["noisy_path"]) if "noisy_path" in item else None
     except Exception as exc:
         result = empty_result(metrics)
-        result["errors"]["input"] = _error_string(exc)
+        if "noisy_path" not in item:
+            result["noisy"], result["delta"] = {}, {}
+        # AudioError messages already name the file and the fix in one line.
+        result["errors"]["input"] = str(exc) if hasattr(exc, "path") else _error_string(exc)
     else:
         result = compute_metrics(clean, noisy, enhanced, metrics, noisy_values=noisy_values)
     rec.update(result)
@@ -102,8 +107,9 @@ def evaluate_files(items: Iterable[Mapping], metrics: Sequence[str] = DEFAULT_ME
     """Compute per-file metrics for many items, in parallel over files.
 
     Args:
-        items: dicts with ``id``, ``snr_label``, ``clean_path``, ``noisy_path``, ``enhanced_path``
-            (16 kHz mono files); other keys are copied into the records.
+        items: dicts with ``id``, ``snr_label``, ``clean_path``, ``enhanced_path`` and, for
+            improvements over the input, ``noisy_path`` (any rate or channel count); other keys
+            are copied into the records.
         metrics: metric groups, a subset of ``("si_sdr", "sdr", "pesq", "estoi", "dnsmos")``.
         workers: worker processes; None -> ``os.cpu_count()``; 0 -> evaluate in this process.
         progress: show a tqdm progress bar.
@@ -119,7 +125,7 @@ def evaluate_files(items: Iterable[Mapping], metrics: Sequence[str] = DEFAULT_ME
     metrics = (metrics,) if isinstance(metrics, str) else tuple(metrics)
     metric_keys(metrics)  # validate names before starting any worker
     for item in items:
-        missing = [k for k in ("id", "snr_label", *PATH_FIELDS) if k not in item]
+        missing = [k for k in ("id", "snr_label", "clean_path", "enhanced_path") if k not in item]
         clash = [k for k in RESULT_FIELDS if k in item]
         if missing or clash:
             raise ValueError(f"bad item {item!r}: missing {missing}, reserved keys {clash}")
