@@ -22,16 +22,22 @@ from tinyse_tf.cli._common import (EXIT_FAILED, EXIT_INTERRUPTED, EXIT_USAGE, Cl
 
 __all__ = ["main", "build_parser", "EXIT_CODES"]
 
-#: Command name -> module; forwarded commands take their arguments verbatim.
+#: Command name -> module with ``add_parser(sub)``.
 COMMANDS = {
     "enhance": "tinyse_tf.cli.enhance",
     "evaluate": "tinyse_tf.cli.evaluate",
     "export": "tinyse_tf.cli.export",
-    "edgetpu-check": "tinyse_tf.cli.edgetpu",
     "info": "tinyse_tf.cli.info",
-    "train": "tinyse_tf.cli.train",
 }
-FORWARDED = ("train", "edgetpu-check")
+#: Forwarded commands: arguments go verbatim to ``main(argv, prog=...)`` of the module.
+FORWARDED = {
+    "edgetpu-check": ("tinyse_tf.export.edgetpu_check",
+                      "check a .tflite file against the Edge TPU op list (exit 1: some op would "
+                      "run on the CPU)"),
+    "train": ("tinyse_tf.recipe.two_step",
+              "train teacher and students with the two-step KD recipe (arguments of "
+              "recipes/two_step.py; see `tinyse train --help`)"),
+}
 
 EXIT_CODES = """exit status:
   0    success
@@ -58,8 +64,11 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=EXIT_CODES)
     parser.add_argument("--version", action="version", version=f"tinyse {_version()}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", title="commands")
-    for module in COMMANDS.values():
-        importlib.import_module(module).add_parser(sub)
+    for name in ("enhance", "evaluate", "export", "edgetpu-check", "info", "train"):
+        if name in FORWARDED:  # listed in the help; parsed by the target itself (see main)
+            sub.add_parser(name, add_help=False, help=FORWARDED[name][1])
+        else:
+            importlib.import_module(COMMANDS[name]).add_parser(sub)
     return parser
 
 
@@ -95,8 +104,9 @@ def main(argv=None) -> int:
     """Entry point of ``tinyse``; returns the exit status (see ``EXIT_CODES``)."""
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] in FORWARDED:
-        module = importlib.import_module(COMMANDS[argv[0]])
-        return _guard(f"tinyse {argv[0]}", lambda: module.forward(argv[1:]))
+        prog = f"tinyse {argv[0]}"
+        target = importlib.import_module(FORWARDED[argv[0]][0])
+        return _guard(prog, lambda: target.main(argv[1:], prog=prog))
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command is None:
