@@ -402,3 +402,12 @@ def test_compute_metrics_reuses_given_noisy_values(speech, white, monkeypatch):
     assert calls == ["si_sdr", "estoi"]  # the enhanced side only
     assert reused["noisy"] == full["noisy"]
     assert reused["delta"] == pytest.approx(full["delta"], abs=1e-6)
+
+
+def test_compute_metrics_recomputes_noisy_values_that_lack_a_metric(speech, white):
+    noisy, enhanced = speech + 0.3 * white, speech + 0.1 * white
+    partial = M.compute_metrics(speech, noisy, enhanced, ("si_sdr",))
+    both = M.compute_metrics(speech, noisy, enhanced, ("si_sdr", "estoi"),
+                             noisy_values=partial["noisy"])
+    assert both["errors"] == {} and np.isfinite(both["noisy"]["estoi"])
+    assert both["noisy"]["si_sdr"] == pytest.approx(partial["noisy"]["si_sdr"])

@@ -263,6 +263,8 @@ def compute_metrics(clean, noisy, enhanced, metrics: Sequence[str] = DEFAULT_MET
         out["errors"]["input"] = _error_string(exc)
         return out
     out["n_samples"] = int(clean.shape[0])
+    if noisy_values and not set(out["noisy"]) <= set(noisy_values):
+        noisy_values = None  # scored with fewer metrics before: compute the noisy side again
     sides = ((("noisy", rest[0]),) if rest and not noisy_values else ()) + (("enhanced", enhanced),)
     if noisy_values:
         out["noisy"].update({k: float(noisy_values[k]) for k in out["noisy"]})

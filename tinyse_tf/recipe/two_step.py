@@ -54,6 +54,7 @@ class Run:
         self.verbose = verbose
         self.models_dir = self.out / "models"
         self.timings = {}
+        self.edgetpu = {}  # .tflite name -> Edge TPU check (and compiler) result
         self._noisy_values = {}  # (id, snr label) -> metrics of the noisy input
 
     # ------------------------------------------------------------------ data
@@ -77,23 +78,27 @@ class Run:
         _log(f"data: {counts}; {len(self.test_items)} test files")
         return counts
 
-    def _dataset(self, split, seed_offset, repeat=True):
+    def _dataset(self, split, seed_offset, repeat=True, seed=None):
         from tinyse_tf.data import mixture_dataset
 
         from tinyse_tf._tf import tf
 
         speech, noise = self.corpus.split(split)
+        seed = self.cfg.seed if seed is None else seed
         ds = mixture_dataset(speech, noise, clip_seconds=self.cfg.clip_seconds,
                              batch_size=self.cfg.batch_size, snr_range=self.cfg.snr_range,
-                             seed=self.cfg.seed + seed_offset, repeat=repeat)
+                             seed=seed + seed_offset, repeat=repeat)
         # In-memory mixing has no files to shard: multi-worker runs split it by element.
         options = tf.data.Options()
         options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
         return ds.with_options(options)
 
     # ------------------------------------------------------------------ training
-    def _train(self, stage, build_student, teacher=None, gamma=0.0, callbacks=(), epochs=None):
-        """Train (or load, when done) one model; ``build_student`` runs inside the strategy scope."""
+    def _train(self, stage, build_student, teacher=None, gamma=0.0, callbacks=(), epochs=None,
+               kd_granularity=None, seed=None):
+        """Train (or load, when done) one model; ``build_student`` runs inside the strategy scope.
+
+        ``kd_granularity`` and ``seed`` (of the training stream) default to the config's."""
         from tinyse_tf._tf import keras
         from tinyse_tf.distill import Distiller
         from tinyse_tf.training import fit_resumable
@@ -107,14 +112,14 @@ class Run:
         with self.strategy.scope():
             student = build_student()
             distiller = Distiller(student, teacher, gamma=gamma,
-                                  kd_granularity=self.cfg.kd_granularity)
+                                  kd_granularity=kd_granularity or self.cfg.kd_granularity)
             distiller.compile(optimizer=keras.optimizers.Adam(self.cfg.learning_rate))
         # Every stage sees the same training stream (seed), so students differ only by objective.
-        fit_resumable(distiller, lambda: self._dataset("train", 0),
+        fit_resumable(distiller, lambda: self._dataset("train", 0, seed=seed),
                       epochs=epochs or self.cfg.student_epochs,
                       steps_per_epoch=self.cfg.steps_per_epoch,
                       workdir=self.out / "train" / stage, callbacks=callbacks,
-                      validation_data=self._dataset("valid", 1),
+                      validation_data=self._dataset("valid", 1, seed=seed),
                       validation_steps=self.cfg.validation_steps, verbose=self.verbose, log=_log)
         if self.is_chief:
             _save_model(student, path)
@@ -136,16 +141,7 @@ class Run:
             teacher = self._train(
                 "teacher", lambda: build_cruse(cfg.teacher, seed=cfg.seed, norm=cfg.norm),
                 epochs=cfg.teacher_epochs)
-        init = self.models_dir / "student_init.h5"
-        if not init.exists():
-            with atomic_path(init) as tmp:
-                build_cruse(cfg.student, seed=cfg.seed + 1, norm=cfg.norm).save_weights(tmp)
-
-        def student():
-            model = build_cruse(cfg.student, norm=cfg.norm, name="student")
-            model.load_weights(init)  # the same initialisation for all three students
-            return model
-
+        student = self.student_builder(cfg.student, cfg.norm, cfg.seed, "student_init.h5")
         models = {"teacher": teacher}
         models["student"] = self._train("student", student)
         models["one_step"] = self._train("one_step", student, teacher, gamma=cfg.one_step_gamma)
@@ -153,49 +149,74 @@ class Run:
                                          callbacks=[PhaseSwitch(cfg.step1_epochs)])
         return models
 
+    def student_builder(self, preset, norm, seed, init_name):
+        """A zero-argument builder of ``preset`` students that all start from the same weights,
+        drawn with ``seed + 1`` once and kept in ``models/<init_name>``."""
+        from tinyse_tf.models import build_cruse
+
+        init = self.models_dir / init_name
+        if not init.exists():
+            init.parent.mkdir(parents=True, exist_ok=True)
+            with atomic_path(init) as tmp:
+                build_cruse(preset, seed=seed + 1, norm=norm).save_weights(tmp)
+
+        def student():
+            model = build_cruse(preset, norm=norm, name="student")
+            model.load_weights(init)
+            return model
+        return student
+
     # ------------------------------------------------------------------ export
     def export_all(self, models):
         """Streaming float32 / int8 files of the baseline and two-step students, checked for the
         Edge TPU (and compiled when ``edgetpu_compiler`` is installed). Returns
         ``{row name: .tflite path}`` of the files to evaluate."""
-        from tinyse_tf.export.calibration import noisy_mixtures
-        from tinyse_tf.export.edgetpu_check import check_model, format_table
-        from tinyse_tf.export.quantize import export_model
         from tinyse_tf.export.streaming_graph import Int8ExportError, check_int8_exportable
         from tinyse_tf.models import config_from_model
 
-        cfg, out = self.cfg, self.out / "export"
-        int8 = tuple(cfg.int8)
+        int8 = tuple(self.cfg.int8)
         try:
             check_int8_exportable(config_from_model(models["student"]))
         except Int8ExportError as err:
             _log(f"export: float32 only ({err})")
             int8 = ()
-        files, self.edgetpu = {}, {}
-        speech, noise = self.corpus.split("valid")
-        calibration = [n for n, _ in noisy_mixtures(speech, noise, n_clips=8, seed=cfg.seed)]
+        files = {}
         for key, row in (("student", "student"), ("two_step", "two-step KD")):
-            done = out / f"{key}.done.json"
-            if done.exists():
-                paths = {k: pathlib.Path(v) for k, v in json.loads(done.read_text()).items()}
-            else:
-                t0 = time.time()
-                paths = export_model(models[key], out, key, int8=int8,
-                                     representative_audio=calibration,
-                                     qat_dataset=self._dataset("train", 2).take(cfg.qat_steps),
-                                     qat_steps=cfg.qat_steps, seed=cfg.seed)
-                atomic_write_json(done, {k: str(v) for k, v in paths.items()})
-                self.timings[f"export_{key}_s"] = round(time.time() - t0, 1)
-            for kind, path in paths.items():
-                if kind == "float32":
-                    continue  # equals the Keras model to 1e-7 (tests/test_streaming_enhancer.py)
-                report = check_model(path)
-                self.edgetpu[path.name] = {"ok": report.ok, "cpu_ops": report.cpu_op_count,
-                                           "ops": report.op_count}
-                _log(f"Edge TPU check {path.name}: {'ok' if report.ok else 'FAILS'}\n"
-                     + format_table(report))
-                self._compile_edgetpu(path)
+            for kind, path in self.export(key, models[key], int8).items():
                 files[f"{row} int8 {kind.split('_')[1].upper()}"] = path
+        return files
+
+    def export(self, key, model, int8, seed=None):
+        """Streaming files of one model (cached in ``export/<key>.done.json``), each int8 file
+        checked for the Edge TPU. Returns ``{"int8_ptq" | "int8_qat": path}``."""
+        from tinyse_tf.export.calibration import noisy_mixtures
+        from tinyse_tf.export.edgetpu_check import check_model, format_table
+        from tinyse_tf.export.quantize import export_model
+
+        seed = self.cfg.seed if seed is None else seed
+        out, done = self.out / "export", self.out / "export" / f"{key}.done.json"
+        if done.exists():
+            paths = {k: pathlib.Path(v) for k, v in json.loads(done.read_text()).items()}
+        else:
+            t0 = time.time()
+            speech, noise = self.corpus.split("valid")
+            calibration = [n for n, _ in noisy_mixtures(speech, noise, n_clips=8, seed=seed)]
+            qat_data = self._dataset("train", 2, seed=seed).take(self.cfg.qat_steps)
+            paths = export_model(model, out, key, int8=int8, representative_audio=calibration,
+                                 qat_dataset=qat_data, qat_steps=self.cfg.qat_steps, seed=seed)
+            atomic_write_json(done, {k: str(v) for k, v in paths.items()})
+            self.timings[f"export_{key}_s"] = round(time.time() - t0, 1)
+        files = {}
+        for kind, path in paths.items():
+            if kind == "float32":
+                continue  # equals the Keras model to 1e-7 (tests/test_streaming_enhancer.py)
+            report = check_model(path)
+            self.edgetpu[path.name] = {"ok": report.ok, "cpu_ops": report.cpu_op_count,
+                                       "ops": report.op_count}
+            _log(f"Edge TPU check {path.name}: {'ok' if report.ok else 'FAILS'}\n"
+                 + format_table(report))
+            self._compile_edgetpu(path)
+            files[kind] = path
         return files
 
     def _compile_edgetpu(self, path):
@@ -208,8 +229,9 @@ class Run:
         _log(f"edgetpu_compiler {path.name}: exit {proc.returncode}\n{proc.stdout[-2000:]}")
 
     # ------------------------------------------------------------------ evaluation
-    def _evaluate_one(self, key, row, enhance_fn):
-        """Enhance every test file with ``enhance_fn`` (audio [n] -> [n]) and score it (cached)."""
+    def _evaluate_one(self, key, row, enhance_fn, metrics=None):
+        """Enhance every test file with ``enhance_fn`` (audio [n] -> [n]) and score it with
+        ``metrics`` (default: the config's); cached in ``eval/<key>.json``."""
         from tinyse_tf.data import load_audio, write_audio
         from tinyse_tf.evaluation import evaluate_files
 
@@ -227,14 +249,21 @@ class Run:
                 items.append({**item, "enhanced_path": str(enhanced),
                               **({"noisy_values": noisy} if noisy else {})})
             _log(f"evaluating {row} on {len(items)} files")
-            records = evaluate_files(items, metrics=self.cfg.metrics, progress=bool(self.verbose))
+            records = evaluate_files(items, metrics=metrics or self.cfg.metrics,
+                                     progress=bool(self.verbose))
             atomic_write_json(eval_path, records)
             self.timings[f"eval_{key}_s"] = round(time.time() - t0, 1)
-        # Every row scores the same noisy inputs: later rows reuse these values.
-        for rec in records:
-            if not any(k.startswith("noisy.") or k == "input" for k in rec.get("errors", {})):
-                self._noisy_values.setdefault((rec["id"], rec["snr_label"]), rec["noisy"])
+        self.remember_noisy(records)
         return records
+
+    def remember_noisy(self, records):
+        """Keep the noisy-input metrics of ``records``: every row scores the same noisy inputs,
+        so later rows reuse these values instead of recomputing them (DNSMOS above all)."""
+        for rec in records:
+            key = (rec["id"], rec["snr_label"])
+            if (not any(k.startswith("noisy.") or k == "input" for k in rec.get("errors", {}))
+                    and len(rec["noisy"]) > len(self._noisy_values.get(key, {}))):
+                self._noisy_values[key] = rec["noisy"]  # the one with the most metrics
 
     def evaluate(self, models, streaming_files):
         from tinyse_tf.data import load_audio
@@ -265,7 +294,7 @@ class Run:
                 "params": {n: count_params(getattr(self.cfg, n)) for n in ("teacher", "student")},
                 "macs_per_frame": {n: macs_per_frame(getattr(self.cfg, n))
                                    for n in ("teacher", "student")},
-                "macs_rule": MACS_RULE, "edgetpu_check": getattr(self, "edgetpu", {})}
+                "macs_rule": MACS_RULE, "edgetpu_check": self.edgetpu}
 
 
 def _load_checkpoint(path):

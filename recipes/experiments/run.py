@@ -1,0 +1,7 @@
+"""Experiment grid: python recipes/experiments/run.py GROUP[:SEEDS] ... --out DIR (see --help)."""
+import sys
+
+from tinyse_tf.recipe.experiments import main
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,127 @@
+"""The experiment grid (recipes/experiments/run.py) and its summary, as users run them."""
+import json
+import os
+import pathlib
+import re
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from tinyse_tf.recipe.experiments import Condition, plan
+from tinyse_tf.recipe.summary import Results, _cell
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+
+
+def _script(name, *args, timeout=900):
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    return subprocess.run([sys.executable, str(ROOT / "recipes" / "experiments" / name), *args],
+                          capture_output=True, text=True, env=env, timeout=timeout)
+
+
+def test_plan_orders_groups_and_names_each_condition_once():
+    keys = [c.key for c in plan(["table3:0,1", "step1:0", "table3:1"], student_epochs=8,
+                                step1_epochs=2)]
+    assert keys[:4] == ["teacher", "student-frame_ln-baseline-seed0",
+                        "student-frame_ln-one_step-gtf-seed0", "student-frame_ln-two_step-gtf-seed0"]
+    assert keys.count("teacher") == 1 and len(keys) == len(set(keys)) == 1 + 3 * 2 + 3
+    assert keys[-3:] == [f"student-frame_ln-two_step-gtf-step1_{n}-seed0" for n in (1, 4, 6)]
+    sizes = plan(["size:2"])
+    assert {c.student for c in sizes} == {"student_30k", "student_240k"}
+    assert all(c.int8 == ("ptq",) and c.seed == 2 for c in sizes)
+    assert Condition("two_step", 3, norm="cln", granularity="t").key == \
+        "student-cln-two_step-gt-seed3"
+
+
+@pytest.mark.parametrize("spec", ["tabel3:0", "table3:a", "size:0,x"])
+def test_plan_refuses_bad_specs(spec):
+    with pytest.raises(ValueError, match="table3"):
+        plan([spec])
+
+
+def _fake_folder(tmp_path, deltas):
+    """An experiment folder with per-file ΔSI-SDR ``deltas[key] = [values per file]``."""
+    (tmp_path / "eval").mkdir()
+    manifest = {}
+    for key, values in deltas.items():
+        records = [{"id": f"f{i}", "snr_label": "snr_0" if i % 2 else "snr_5",
+                    "delta": {"si_sdr": v}} for i, v in enumerate(values)]
+        (tmp_path / "eval" / f"{key}.json").write_text(json.dumps(records))
+        manifest[key] = {"evals": [key]}
+    (tmp_path / "experiments.json").write_text(json.dumps(manifest))
+    return Results(tmp_path)
+
+
+def test_seed_statistics_and_pairing(tmp_path):
+    res = _fake_folder(tmp_path, {"a-seed0": [1, 2, 3, 4], "a-seed1": [2, 2, 2, 2],
+                                  "b-seed0": [2, 2, 4, 4], "b-seed1": [1, 1, 1, 1],
+                                  "teacher": [0, 0, 0, 0]})
+    assert res.seeds("a") == [0, 1] and res.seeds("teacher") == [None]
+    assert res.per_seed("a", "si_sdr") == [2.5, 2.0]
+    assert res.per_seed("a", "si_sdr", "snr_0") == [3.0, 2.0]  # files 1 and 3
+    assert res.paired("b", "a", "si_sdr") == [0.5, -1.0]
+    assert res.paired("a", "teacher", "si_sdr") == [2.5, 2.0]  # a seedless row pairs with all
+    assert _cell([0.5, -1.0], paired=True) == f"-0.25 ± {np.std([0.5, -1.0], ddof=1):.2f} (1/2)"
+    assert _cell([]) == "—" and _cell([1.0]) == "+1.00"
+
+
+@pytest.fixture(scope="module")
+def grid(tmp_path_factory):
+    base = tmp_path_factory.mktemp("grid")
+    args = ("step1:0", "norm:0", "--preset", "smoke", "--out", str(base / "run"),
+            "--data-dir", str(base / "data"), "--quiet")
+    proc = _script("run.py", *args)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return base, args
+
+
+def test_grid_trains_scores_and_resumes(grid):
+    base, args = grid
+    out = base / "run"
+    manifest = json.loads((out / "experiments.json").read_text())
+    # smoke: 4 student epochs, 1 of them KD in the preset; the step1 group adds 2 and 3.
+    assert sorted(manifest) == ["student-cln-baseline-seed0", "student-cln-two_step-gtf-seed0",
+                                "student-frame_ln-two_step-gtf-step1_2-seed0",
+                                "student-frame_ln-two_step-gtf-step1_3-seed0"]
+    for key, entry in manifest.items():
+        assert (out / "models" / f"{key}.keras").is_file()
+        records = json.loads((out / "eval" / f"{key}.json").read_text())
+        assert {r["snr_label"] for r in records} == {"snr_-5", "snr_0", "snr_5"}  # no "mixed"
+        assert all(np.isfinite(r["delta"]["si_sdr"]) for r in records)
+        assert entry["evals"] == [key]
+    history = (out / "train" / "student-frame_ln-two_step-gtf-step1_3-seed0" / "history.csv")
+    gammas = [line.split(",")[1] for line in history.read_text().splitlines()[1:]]
+    assert [float(g) for g in gammas] == [1.0, 1.0, 1.0, 0.0]
+    again = _script("run.py", *args)
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert again.stdout.count("done already") == 5 and "Epoch" not in again.stdout
+
+
+def test_summary_tables_match_the_eval_files(grid):
+    base, _ = grid
+    proc = _script("summarize.py", str(base / "run"), "--dest", str(base / "summary"))
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    md = (base / "summary" / "summary.md").read_text()
+    assert "## Step-1 length (same 4 epochs in total)" in md and "## Normalisation" in md
+    # The cLN paired cell, recomputed from the per-file records.
+    ev = {k: {(r["id"], r["snr_label"]): r["delta"]["si_sdr"]
+              for r in json.loads((base / "run" / "eval" / f"{k}.json").read_text())}
+          for k in ("student-cln-baseline-seed0", "student-cln-two_step-gtf-seed0")}
+    a, b = ev.values()
+    expected = np.mean([b[k] - a[k] for k in a])
+    row = next(line for line in md.splitlines() if line.startswith("| cLN: two-step − student |"))
+    assert re.split(r"\s*\|\s*", row)[2].startswith(f"{expected:+.2f}")
+    assert (base / "summary" / "gain_vs_snr.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_bad_arguments_give_one_line(tmp_path):
+    for args in (("tabel3", "--out", str(tmp_path / "o")),
+                 ("step1", "--out", str(tmp_path / "o"), "--shard", "2/2")):
+        proc = _script("run.py", *args, "--preset", "smoke")
+        assert proc.returncode == 2
+        last = proc.stderr.strip().splitlines()[-1]
+        assert last.startswith("experiments: error:") and "Traceback" not in proc.stderr
+    proc = _script("summarize.py", str(tmp_path), "--dest", str(tmp_path / "d"))
+    assert proc.returncode == 2 and "experiments.json not found" in proc.stderr

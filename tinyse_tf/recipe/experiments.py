@@ -1,0 +1,238 @@
+"""Experiment grid on top of the recipe: many students, one teacher, one fixed test set.
+
+Every condition trains one student (or the teacher) in the same ``--out`` folder as a recipe
+:class:`~tinyse_tf.recipe.two_step.Run`, so data, test set, teacher and the noisy-input metrics are
+shared, and every per-file result is paired across conditions. Each condition writes
+``models/<key>.keras`` and ``eval/<key>.json`` (and ``eval/<key>_stream_int8_*.json``) and is
+skipped when they exist; training resumes from its last epoch checkpoint. ``experiments.json``
+lists the conditions run, for :mod:`tinyse_tf.recipe.summary`.
+
+Groups (the paper's tables and the open questions of docs/RESULTS.md):
+
+==============  ===================================================================================
+``teacher``     the teacher alone (train it once before shards run in parallel), every metric
+``table3``      teacher; baseline, one-step and two-step 62 k students, every metric incl. DNSMOS;
+                int8 PTQ and QAT streaming files of the baseline and two-step students
+``size``        baseline and two-step students of 30 k and 240 k parameters (62 k is in table3)
+``granularity`` one-step KD with the output / batch (G) / t / f similarity (tf is in table3)
+``step1``       two-step KD with 1/8, 1/2, 3/4 of the student epochs in step 1 (table3: preset's)
+``norm``        baseline and two-step students with cLN (float only: cLN has no int8 export)
+==============  ===================================================================================
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import pathlib
+import sys
+import time
+
+from tinyse_tf.atomic import atomic_write_json
+from tinyse_tf.recipe.presets import get_preset
+
+METHODS = ("teacher", "baseline", "one_step", "two_step")
+GROUPS = ("teacher", "table3", "size", "granularity", "step1", "norm")
+
+
+@dataclasses.dataclass(frozen=True)
+class Condition:
+    """One trained model of the grid; ``key`` names its files."""
+
+    method: str  # one of METHODS
+    seed: int = 0
+    student: str = "student"
+    norm: str = "frame_ln"
+    granularity: str = "tf"
+    step1_epochs: int | None = None  # epochs of KD only in two-step; None = the preset's
+    int8: tuple = ()
+    dnsmos: bool = False
+
+    @property
+    def key(self) -> str:
+        if self.method == "teacher":
+            return "teacher"
+        parts = [self.student, self.norm, self.method]
+        if self.method != "baseline":
+            parts.append(f"g{self.granularity}")
+        if self.method == "two_step" and self.step1_epochs is not None:
+            parts.append(f"step1_{self.step1_epochs}")
+        return "-".join(parts + [f"seed{self.seed}"])
+
+
+def group_conditions(group: str, seed: int, student_epochs: int = 8,
+                     step1_epochs: int = 2) -> list[Condition]:
+    """The conditions of one group for one student seed (the teacher has none: seed 0).
+
+    ``step1`` uses 1/8, 1/2 and 3/4 of ``student_epochs`` for step 1 (at least 1, at most
+    ``student_epochs - 1``) other than the preset's ``step1_epochs``, which ``table3`` has."""
+    two_step = dict(method="two_step", seed=seed)
+    if group == "teacher":
+        return [Condition("teacher", dnsmos=True)]
+    if group == "table3":
+        int8 = ("ptq", "qat")
+        return [Condition("teacher", dnsmos=True),
+                Condition("baseline", seed, int8=int8, dnsmos=True),
+                Condition("one_step", seed, dnsmos=True),
+                Condition(**two_step, int8=int8, dnsmos=True)]
+    if group == "size":
+        return [Condition(m, seed, student=s, int8=("ptq",))
+                for s in ("student_30k", "student_240k") for m in ("baseline", "two_step")]
+    if group == "granularity":
+        return [Condition("one_step", seed, granularity=g) for g in ("output", "batch", "t", "f")]
+    if group == "step1":
+        lengths = {min(max(1, round(f * student_epochs)), student_epochs - 1)
+                   for f in (1 / 8, 1 / 2, 3 / 4)}
+        return [Condition(**two_step, step1_epochs=n) for n in sorted(lengths - {step1_epochs})]
+    if group == "norm":
+        return [Condition(m, seed, norm="cln") for m in ("baseline", "two_step")]
+    raise ValueError(f"unknown group {group!r}; choose from {', '.join(GROUPS)}")
+
+
+def plan(specs, student_epochs: int = 8, step1_epochs: int = 2) -> list[Condition]:
+    """Conditions of ``["table3:0,1,2", "size:0", ...]`` in the given order, each key once."""
+    out: dict[str, Condition] = {}
+    for spec in specs:
+        group, _, seeds = spec.partition(":")
+        try:
+            seed_list = [int(s) for s in seeds.split(",")] if seeds else [0]
+        except ValueError:
+            raise ValueError(f"{spec!r}: seeds must be integers, e.g. table3:0,1,2") from None
+        for seed in seed_list:
+            for cond in group_conditions(group, seed, student_epochs, step1_epochs):
+                out.setdefault(cond.key, cond)
+    return list(out.values())
+
+
+class Experiments:
+    """Runs conditions in one recipe output folder (see the module docstring)."""
+
+    def __init__(self, run):
+        self.run = run
+        # The experiments score the fixed-SNR sets only (-5 / 0 / 5 dB), as the paper's Table 3.
+        labels = {f"snr_{s:g}" for s in run.cfg.test_snrs}
+        run.test_items = [i for i in run.test_items if i["snr_label"] in labels]
+        for path in sorted((run.out / "eval").glob("*.json")):
+            run.remember_noisy(json.loads(path.read_text()))
+
+    def teacher(self):
+        from tinyse_tf.models import build_cruse
+
+        cfg = self.run.cfg
+        return self.run._train("teacher", lambda: build_cruse(cfg.teacher, seed=cfg.seed,
+                                                              norm=cfg.norm),
+                               epochs=cfg.teacher_epochs)
+
+    def train(self, cond: Condition, teacher):
+        from tinyse_tf.distill import PhaseSwitch
+
+        if cond.method == "teacher":
+            return teacher
+        build = self.run.student_builder(cond.student, cond.norm, cond.seed,
+                                         f"init-{cond.student}-{cond.norm}-seed{cond.seed}.h5")
+        if cond.method == "baseline":
+            return self.run._train(cond.key, build, seed=cond.seed)
+        if cond.method == "one_step":
+            return self.run._train(cond.key, build, teacher, gamma=self.run.cfg.one_step_gamma,
+                                   kd_granularity=cond.granularity, seed=cond.seed)
+        step1 = cond.step1_epochs or self.run.cfg.step1_epochs
+        return self.run._train(cond.key, build, teacher, gamma=1.0,
+                               callbacks=[PhaseSwitch(step1)],
+                               kd_granularity=cond.granularity, seed=cond.seed)
+
+    def evaluate(self, cond: Condition, model) -> dict:
+        """Score the model and its int8 streaming files; returns ``{eval key: seconds}``."""
+        from tinyse_tf.inference import enhance
+        from tinyse_tf.streaming import StreamingEnhancer
+
+        metrics = tuple(m for m in self.run.cfg.metrics if cond.dnsmos or m != "dnsmos")
+        t0 = time.time()
+        self.run._evaluate_one(cond.key, cond.key, lambda a: enhance(model, a), metrics)
+        seconds = {cond.key: round(time.time() - t0, 1)}
+        if cond.int8:  # int8 rows: every metric but DNSMOS (1 s per file, the largest cost)
+            metrics = tuple(m for m in metrics if m != "dnsmos")
+            for kind, path in self.run.export(cond.key, model, cond.int8, seed=cond.seed).items():
+                t0 = time.time()
+                self.run._evaluate_one(path.stem, path.stem, StreamingEnhancer(path).enhance,
+                                       metrics)
+                seconds[path.stem] = round(time.time() - t0, 1)
+        return seconds
+
+    def run_all(self, conditions, log=print):
+        """Train and score ``conditions`` in order; ``experiments.json`` gets one entry each."""
+        manifest_path = self.run.out / "experiments.json"
+        teacher = self.teacher()
+        for i, cond in enumerate(conditions, 1):
+            log(f"[{i}/{len(conditions)}] {cond.key}")
+            model = self.train(cond, teacher)
+            seconds = self.evaluate(cond, model)
+            # Re-read just before writing: another process may share this folder (--shard).
+            manifest = json.loads(manifest_path.read_text()) if manifest_path.exists() else {}
+            entry = manifest.get(cond.key, {})
+            entry.update(dataclasses.asdict(cond), evals=sorted(seconds))
+            if f"train_{cond.key}_s" in self.run.timings:
+                entry["train_s"] = self.run.timings[f"train_{cond.key}_s"]
+            entry.setdefault("eval_s", {}).update({k: v for k, v in seconds.items() if v > 1})
+            manifest[cond.key] = entry
+            atomic_write_json(manifest_path, manifest)
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(
+        prog="recipes/experiments/run.py",
+        description="Train and score a grid of students against one teacher on one test set "
+                    "(groups: " + ", ".join(GROUPS) + "). Rerun the same command to resume.")
+    p.add_argument("groups", nargs="+", metavar="GROUP[:SEEDS]",
+                   help="e.g. table3:0,1,2 step1:0 size:0,1 (run in this order)")
+    p.add_argument("--out", required=True, help="run folder, shared by all groups")
+    p.add_argument("--preset", default="demo", help="recipe preset of the schedule (default demo)")
+    p.add_argument("--speech-dir", help="clean speech folder tree (default: built-in corpus)")
+    p.add_argument("--noise-dir", help="noise folder tree (default: built-in corpus)")
+    p.add_argument("--data-dir", help="cache of the built-in corpus")
+    p.add_argument("--teacher-epochs", type=int, help="override the preset's teacher epochs")
+    p.add_argument("--test-clips", type=int, help="override the preset's test utterances")
+    p.add_argument("--shard", default="0/1", metavar="I/N",
+                   help="run every N-th condition from the I-th (several processes, one folder; "
+                        "train the teacher first)")
+    p.add_argument("--quiet", action="store_true")
+    return p.parse_args(argv)
+
+
+def main(argv=None) -> int:
+    from tinyse_tf.data import AudioError, DataError
+    from tinyse_tf.recipe.two_step import Run, _log
+
+    args = parse_args(argv)
+    try:
+        cfg = get_preset(args.preset, teacher_epochs=args.teacher_epochs,
+                         test_clips=args.test_clips)
+        index, _, count = args.shard.partition("/")
+        if not (index.isdigit() and count.isdigit() and int(index) < int(count)):
+            raise ValueError(f"--shard {args.shard!r}: give I/N with 0 <= I < N, e.g. 1/2")
+        conditions = plan(args.groups, cfg.student_epochs,
+                          cfg.step1_epochs)[int(index)::int(count)]
+        out = pathlib.Path(args.out)
+        # The same record as recipes/two_step.py writes: a grid can extend a recipe run folder.
+        record = {"preset": args.preset, **dataclasses.asdict(cfg),
+                  "speech_dir": args.speech_dir, "noise_dir": args.noise_dir,
+                  "teacher_checkpoint": None}
+        config_path = out / "config.json"
+        if config_path.exists() and json.loads(config_path.read_text()) != json.loads(
+                json.dumps(record)):
+            raise ValueError(f"{out} holds runs with another configuration; use a new --out")
+        from tinyse_tf._tf import keras, tf
+
+        keras.utils.set_random_seed(cfg.seed)
+        tf.config.experimental.enable_op_determinism()
+        run = Run(cfg, out, args.speech_dir, args.noise_dir, args.data_dir,
+                  verbose=0 if args.quiet else 1)
+        run.prepare_data()
+        atomic_write_json(config_path, record)
+        Experiments(run).run_all(conditions, log=_log)
+    except (DataError, AudioError, ValueError, FileNotFoundError) as err:
+        print(f"experiments: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("experiments: interrupted; rerun the same command to resume", file=sys.stderr)
+        return 130
+    return 0
