@@ -63,6 +63,8 @@ def test_seed_statistics_and_pairing(tmp_path):
     assert res.per_seed("a", "si_sdr", "snr_0") == [3.0, 2.0]  # files 1 and 3
     assert res.paired("b", "a", "si_sdr") == [0.5, -1.0]
     assert res.paired("a", "teacher", "si_sdr") == [2.5, 2.0]  # a seedless row pairs with all
+    assert res.paired("teacher", "a", "si_sdr") == [-2.5, -2.0]
+    assert res.per_seed("a", "pesq") == [] and _cell(res.per_seed("a", "pesq")) == "—"
     assert _cell([0.5, -1.0], paired=True) == f"-0.25 ± {np.std([0.5, -1.0], ddof=1):.2f} (1/2)"
     assert _cell([]) == "—" and _cell([1.0]) == "+1.00"
 
@@ -125,3 +127,14 @@ def test_bad_arguments_give_one_line(tmp_path):
         assert last.startswith("experiments: error:") and "Traceback" not in proc.stderr
     proc = _script("summarize.py", str(tmp_path), "--dest", str(tmp_path / "d"))
     assert proc.returncode == 2 and "experiments.json not found" in proc.stderr
+
+
+def test_tables_compare_rows_on_the_seeds_they_share(tmp_path):
+    from tinyse_tf.recipe.summary import gain_table, paired_table
+
+    res = _fake_folder(tmp_path, {"base-seed0": [1, 1], "base-seed1": [3, 3], "abl-seed0": [2, 2]})
+    assert res.common_seeds(["base", "abl"]) == {0}
+    table = gain_table(res, [("base", "base"), ("abl", "abl")], [("si_sdr", "all")])
+    assert "| base | 1 | +1.00 |" in table and "| abl | 1 | +2.00 |" in table
+    assert "+1.00 (1/1)" in paired_table(res, [("abl − base", "abl", "base")], [("si_sdr", "all")])
+    assert "+2.00 ± 1.41" in gain_table(res, [("base", "base")], [("si_sdr", "all")])

@@ -48,29 +48,43 @@ class Results:
                 fam, seed = family(key)
                 self.records.setdefault(fam, {})[seed] = json.loads(path.read_text())
 
-    def seeds(self, fam: str) -> list:
-        return sorted(self.records.get(fam, {}), key=lambda s: -1 if s is None else s)
+    def seeds(self, fam: str, only=None) -> list:
+        """Seeds evaluated for ``fam`` (None = seedless), restricted to ``only`` if given."""
+        seeds = sorted(self.records.get(fam, {}), key=lambda s: -1 if s is None else s)
+        return [s for s in seeds if only is None or s is None or s in only]
+
+    def common_seeds(self, fams) -> set | None:
+        """Seeds that every seeded family of ``fams`` has (None if none is seeded)."""
+        sets = [set(self.records[f]) - {None} for f in fams if f in self.records]
+        sets = [s for s in sets if s]
+        return set.intersection(*sets) if sets else None
 
     def _per_file(self, fam, seed, metric, label):
         recs = self.records[fam][seed]
         return {(r["id"], r["snr_label"]): r["delta"].get(metric, math.nan)
                 for r in recs if label == "all" or r["snr_label"] == label}
 
-    def per_seed(self, fam, metric, label="all") -> list[float]:
-        """Mean Δ over the files of ``label``, one value per seed."""
-        return [float(np.nanmean(list(self._per_file(fam, s, metric, label).values())))
-                for s in self.seeds(fam)]
+    def per_seed(self, fam, metric, label="all", only=None) -> list[float]:
+        """Mean Δ over the files of ``label``, one value per seed (in ``only`` if given; seeds
+        without a finite value left out)."""
+        means = [[v for v in self._per_file(fam, s, metric, label).values() if math.isfinite(v)]
+                 for s in self.seeds(fam, only)]
+        return [float(np.mean(m)) for m in means if m]
 
-    def paired(self, fam, ref, metric, label="all") -> list[float]:
-        """Per seed: mean over files of Δ(fam) - Δ(ref); a seedless ref (teacher) pairs with all."""
+    def paired(self, fam, ref, metric, label="all", only=None) -> list[float]:
+        """Per seed: mean over files of Δ(fam) - Δ(ref). A seedless row (the teacher) pairs with
+        every seed of the other."""
+        def pick(name, seed):
+            return seed if seed in self.records[name] else None
+
+        seeds = [s for s in self.seeds(fam, only) + self.seeds(ref, only) if s is not None]
+        seeds = seeds or [None]
         out = []
-        for s in self.seeds(fam):
-            ref_seed = s if s in self.records.get(ref, {}) else (
-                None if None in self.records.get(ref, {}) else "missing")
-            if ref_seed == "missing":
+        for s in dict.fromkeys(seeds):
+            if pick(fam, s) not in self.records[fam] or pick(ref, s) not in self.records[ref]:
                 continue
-            a, b = self._per_file(fam, s, metric, label), self._per_file(ref, ref_seed, metric,
-                                                                          label)
+            a = self._per_file(fam, pick(fam, s), metric, label)
+            b = self._per_file(ref, pick(ref, s), metric, label)
             d = [a[k] - b[k] for k in a if k in b and math.isfinite(a[k] - b[k])]
             if d:
                 out.append(float(np.mean(d)))
@@ -99,18 +113,23 @@ def _label_name(label):
 
 
 def gain_table(res: Results, rows, columns) -> str:
-    """Rows ``(name, family)``; columns ``(metric, label)``: mean Δ over noisy ± sd over seeds."""
+    """Rows ``(name, family)``; columns ``(metric, label)``: mean Δ over noisy ± sd over seeds,
+    over the seeds that all rows have (so a 1-seed ablation row meets its own seed's baseline)."""
+    only = res.common_seeds([fam for _, fam in rows])
     header = ["model", "seeds"] + [f"Δ{SHORT.get(m, m)} {_label_name(lab)}" for m, lab in columns]
-    body = [[name, str(len(res.seeds(fam)))] + [_cell(res.per_seed(fam, m, lab))
-                                                for m, lab in columns]
+    body = [[name, str(len(res.seeds(fam, only)))] + [_cell(res.per_seed(fam, m, lab, only))
+                                                      for m, lab in columns]
             for name, fam in rows if fam in res.records]
     return _table(header, body)
 
 
 def paired_table(res: Results, rows, columns) -> str:
-    """Rows ``(name, family, reference family)``: paired difference ± sd (seeds better/n)."""
+    """Rows ``(name, family, reference family)``: paired difference ± sd (seeds better/n), over
+    the seeds that all rows have."""
+    only = res.common_seeds([f for _, fam, ref in rows for f in (fam, ref)])
     header = ["comparison"] + [f"{SHORT.get(m, m)} {_label_name(lab)}" for m, lab in columns]
-    body = [[name] + [_cell(res.paired(fam, ref, m, lab), paired=True) for m, lab in columns]
+    body = [[name] + [_cell(res.paired(fam, ref, m, lab, only), paired=True)
+                      for m, lab in columns]
             for name, fam, ref in rows if fam in res.records and ref in res.records]
     return _table(header, body)
 
@@ -154,7 +173,10 @@ def write_summary(out, dest, latency_json=None, title="Experiments") -> pathlib.
                 gain_table(res, t3_rows, main_cols),
                 "## Paired differences (same seed, same files)",
                 paired_table(res, paired_rows, [("si_sdr", lab) for lab in LABELS]
-                             + [("pesq", "all"), ("estoi", "all"), ("dnsmos_ovrl", "all")])]
+                             + [("pesq", "all"), ("estoi", "all"), ("dnsmos_ovrl", "all")]),
+                "Per seed (ΔSI-SDR all, paired): " + "; ".join(
+                    f"{name}: " + ", ".join(f"{v:+.2f}" for v in res.paired(fam, ref, "si_sdr"))
+                    for name, fam, ref in paired_rows[:3] if fam in res.records)]
     sizes = _size_rows(res)
     if len(sizes) > 1:
         rows, prs = [], []
@@ -210,8 +232,8 @@ def _plots(res, dest, sizes, latency_json) -> list[str]:
     from tinyse_tf.evaluation.plots import _figure, _save
 
     written = []
-    fig = _figure(figsize=(9.0, 3.6), layout="constrained")
-    for ax, metric in zip(fig.subplots(1, 2), ("si_sdr", "pesq")):
+    fig = _figure(figsize=(13.0, 3.6), layout="constrained")
+    for ax, metric in zip(fig.subplots(1, 3), ("si_sdr", "pesq", "estoi")):
         for name, fam in (("teacher", "teacher"), ("student", BASELINE), ("one-step", ONE_STEP),
                           ("two-step", TWO_STEP)):
             if fam not in res.records:
@@ -226,19 +248,23 @@ def _plots(res, dest, sizes, latency_json) -> list[str]:
     ax.legend()
     _save(fig, dest / "gain_vs_snr.png")
     written.append("gain_vs_snr.png")
+    # Sizes on the seeds they share, as in the size table.
+    only = res.common_seeds([prefix + "baseline" for _, _, prefix in sizes])
     if len(sizes) > 1:
         fig = _figure(figsize=(5.0, 3.6), layout="constrained")
         ax = fig.add_subplot()
         for name, suffix in (("baseline", "baseline"), ("two-step", "two_step-gtf"),
                              ("baseline int8", "baseline_stream_int8_ptq"),
                              ("two-step int8", "two_step-gtf_stream_int8_ptq")):
-            pts = [(params, res.per_seed(prefix + suffix, "si_sdr"))
+            pts = [(params, res.per_seed(prefix + suffix, "si_sdr", only=only))
                    for _, params, prefix in sizes if prefix + suffix in res.records]
             ax.errorbar([p for p, _ in pts], [np.mean(v) for _, v in pts], marker="o", capsize=3,
                         yerr=[np.std(v, ddof=1) if len(v) > 1 else 0 for _, v in pts],
                         label=name, linestyle="--" if "int8" in name else "-")
         ax.set(xscale="log", xlabel="student parameters", ylabel="ΔSI-SDR over noisy (dB)",
-               title="Gain vs student size")
+               title=f"Gain vs student size (seeds {sorted(only or [])})")
+        ax.set_xticks([params for _, params, _ in sizes],
+                      [f"{params / 1000:.0f} k" for _, params, _ in sizes])
         ax.grid(alpha=0.3)
         ax.legend()
         _save(fig, dest / "gain_vs_size.png")
@@ -251,7 +277,7 @@ def _plots(res, dest, sizes, latency_json) -> list[str]:
         ax = fig.add_subplot()
         for name, suffix in (("baseline int8 PTQ", "baseline_stream_int8_ptq"),
                              ("two-step int8 PTQ", "two_step-gtf_stream_int8_ptq")):
-            pts = [(latency[p], float(np.mean(res.per_seed(prefix + suffix, "si_sdr"))), p)
+            pts = [(latency[p], float(np.mean(res.per_seed(prefix + suffix, "si_sdr", only=only))), p)
                    for p, _, prefix in sizes if p in latency and prefix + suffix in res.records]
             ax.plot([x for x, _, _ in pts], [y for _, y, _ in pts], marker="o", label=name)
             for x, y, p in pts:
