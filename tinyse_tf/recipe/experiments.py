@@ -115,14 +115,6 @@ class Experiments:
         for path in sorted((run.out / "eval").glob("*.json")):
             run.remember_noisy(json.loads(path.read_text()))
 
-    def teacher(self):
-        from tinyse_tf.models import build_cruse
-
-        cfg = self.run.cfg
-        return self.run._train("teacher", lambda: build_cruse(cfg.teacher, seed=cfg.seed,
-                                                              norm=cfg.norm),
-                               epochs=cfg.teacher_epochs)
-
     def train(self, cond: Condition, teacher):
         from tinyse_tf.distill import PhaseSwitch
 
@@ -151,7 +143,7 @@ class Experiments:
         seconds = {cond.key: round(time.time() - t0, 1)}
         if cond.int8:  # int8 rows: every metric but DNSMOS (1 s per file, the largest cost)
             metrics = tuple(m for m in metrics if m != "dnsmos")
-            for kind, path in self.run.export(cond.key, model, cond.int8, seed=cond.seed).items():
+            for path in self.run.export(cond.key, model, cond.int8, seed=cond.seed).values():
                 t0 = time.time()
                 self.run._evaluate_one(path.stem, path.stem, StreamingEnhancer(path).enhance,
                                        metrics)
@@ -161,7 +153,7 @@ class Experiments:
     def run_all(self, conditions, log=print):
         """Train and score ``conditions`` in order; ``experiments.json`` gets one entry each."""
         manifest_path = self.run.out / "experiments.json"
-        teacher = self.teacher()
+        teacher = self.run.train_teacher()
         for i, cond in enumerate(conditions, 1):
             log(f"[{i}/{len(conditions)}] {cond.key}")
             model = self.train(cond, teacher)

@@ -129,7 +129,6 @@ class Run:
 
     def train_all(self):
         from tinyse_tf.distill import PhaseSwitch
-        from tinyse_tf.models import build_cruse
 
         self.models_dir.mkdir(parents=True, exist_ok=True)
         cfg = self.cfg
@@ -138,9 +137,7 @@ class Run:
                 teacher = _load_checkpoint(self.teacher_checkpoint)
             _log(f"teacher: reusing {self.teacher_checkpoint}")
         else:
-            teacher = self._train(
-                "teacher", lambda: build_cruse(cfg.teacher, seed=cfg.seed, norm=cfg.norm),
-                epochs=cfg.teacher_epochs)
+            teacher = self.train_teacher()
         student = self.student_builder(cfg.student, cfg.norm, cfg.seed, "student_init.h5")
         models = {"teacher": teacher}
         models["student"] = self._train("student", student)
@@ -148,6 +145,14 @@ class Run:
         models["two_step"] = self._train("two_step", student, teacher, gamma=1.0,
                                          callbacks=[PhaseSwitch(cfg.step1_epochs)])
         return models
+
+    def train_teacher(self):
+        """Train (or load) the teacher: ``cfg.teacher`` preset, ``cfg.teacher_epochs`` epochs."""
+        from tinyse_tf.models import build_cruse
+
+        cfg = self.cfg
+        return self._train("teacher", lambda: build_cruse(cfg.teacher, seed=cfg.seed, norm=cfg.norm),
+                           epochs=cfg.teacher_epochs)
 
     def student_builder(self, preset, norm, seed, init_name):
         """A zero-argument builder of ``preset`` students that all start from the same weights,
