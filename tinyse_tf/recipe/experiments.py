@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import pathlib
 import sys
 import time
 
@@ -116,21 +115,12 @@ class Experiments:
             run.remember_noisy(json.loads(path.read_text()))
 
     def train(self, cond: Condition, teacher):
-        from tinyse_tf.distill import PhaseSwitch
-
         if cond.method == "teacher":
             return teacher
         build = self.run.student_builder(cond.student, cond.norm, cond.seed,
                                          f"init-{cond.student}-{cond.norm}-seed{cond.seed}.h5")
-        if cond.method == "baseline":
-            return self.run._train(cond.key, build, seed=cond.seed)
-        if cond.method == "one_step":
-            return self.run._train(cond.key, build, teacher, gamma=self.run.cfg.one_step_gamma,
-                                   kd_granularity=cond.granularity, seed=cond.seed)
-        step1 = cond.step1_epochs or self.run.cfg.step1_epochs
-        return self.run._train(cond.key, build, teacher, gamma=1.0,
-                               callbacks=[PhaseSwitch(step1)],
-                               kd_granularity=cond.granularity, seed=cond.seed)
+        return self.run.train_student(cond.key, cond.method, build, teacher, cond.granularity,
+                                      cond.step1_epochs, cond.seed)
 
     def evaluate(self, cond: Condition, model) -> dict:
         """Score the model and its int8 streaming files; returns ``{eval key: seconds}``."""
@@ -192,7 +182,7 @@ def parse_args(argv=None):
 
 def main(argv=None) -> int:
     from tinyse_tf.data import AudioError, DataError
-    from tinyse_tf.recipe.two_step import Run, _log
+    from tinyse_tf.recipe.two_step import _log, open_run
 
     args = parse_args(argv)
     try:
@@ -203,23 +193,9 @@ def main(argv=None) -> int:
             raise ValueError(f"--shard {args.shard!r}: give I/N with 0 <= I < N, e.g. 1/2")
         conditions = plan(args.groups, cfg.student_epochs,
                           cfg.step1_epochs)[int(index)::int(count)]
-        out = pathlib.Path(args.out)
-        # The same record as recipes/two_step.py writes: a grid can extend a recipe run folder.
-        record = {"preset": args.preset, **dataclasses.asdict(cfg),
-                  "speech_dir": args.speech_dir, "noise_dir": args.noise_dir,
-                  "teacher_checkpoint": None}
-        config_path = out / "config.json"
-        if config_path.exists() and json.loads(config_path.read_text()) != json.loads(
-                json.dumps(record)):
-            raise ValueError(f"{out} holds runs with another configuration; use a new --out")
-        from tinyse_tf._tf import keras, tf
-
-        keras.utils.set_random_seed(cfg.seed)
-        tf.config.experimental.enable_op_determinism()
-        run = Run(cfg, out, args.speech_dir, args.noise_dir, args.data_dir,
-                  verbose=0 if args.quiet else 1)
-        run.prepare_data()
-        atomic_write_json(config_path, record)
+        # The same config record as recipes/two_step.py: a grid can extend a recipe run folder.
+        run = open_run(args.preset, cfg, args.out, args.speech_dir, args.noise_dir,
+                       args.data_dir, verbose=0 if args.quiet else 1)
         Experiments(run).run_all(conditions, log=_log)
     except (DataError, AudioError, ValueError, FileNotFoundError) as err:
         print(f"experiments: error: {err}", file=sys.stderr)

@@ -128,8 +128,6 @@ class Run:
         return student
 
     def train_all(self):
-        from tinyse_tf.distill import PhaseSwitch
-
         self.models_dir.mkdir(parents=True, exist_ok=True)
         cfg = self.cfg
         if self.teacher_checkpoint:
@@ -140,11 +138,26 @@ class Run:
             teacher = self.train_teacher()
         student = self.student_builder(cfg.student, cfg.norm, cfg.seed, "student_init.h5")
         models = {"teacher": teacher}
-        models["student"] = self._train("student", student)
-        models["one_step"] = self._train("one_step", student, teacher, gamma=cfg.one_step_gamma)
-        models["two_step"] = self._train("two_step", student, teacher, gamma=1.0,
-                                         callbacks=[PhaseSwitch(cfg.step1_epochs)])
+        for method, stage in (("baseline", "student"), ("one_step", "one_step"),
+                              ("two_step", "two_step")):
+            models[stage] = self.train_student(stage, method, student, teacher)
         return models
+
+    def train_student(self, stage, method, build, teacher, kd_granularity=None,
+                      step1_epochs=None, seed=None):
+        """Train (or load) one student: ``method`` "baseline" (PSA only), "one_step" (PSA + KD
+        with ``cfg.one_step_gamma``) or "two_step" (KD only for ``step1_epochs``, then PSA).
+        ``kd_granularity``, ``step1_epochs`` and ``seed`` default to the config's."""
+        from tinyse_tf.distill import PhaseSwitch
+
+        options = dict(kd_granularity=kd_granularity, seed=seed)
+        if method == "baseline":
+            return self._train(stage, build, seed=seed)
+        if method == "one_step":
+            return self._train(stage, build, teacher, gamma=self.cfg.one_step_gamma, **options)
+        step1 = step1_epochs or self.cfg.step1_epochs
+        return self._train(stage, build, teacher, gamma=1.0, callbacks=[PhaseSwitch(step1)],
+                           **options)
 
     def train_teacher(self):
         """Train (or load) the teacher: ``cfg.teacher`` preset, ``cfg.teacher_epochs`` epochs."""
@@ -340,15 +353,18 @@ def parse_args(argv=None, prog="two_step.py"):
     return p.parse_args(argv)
 
 
-def run(args):
-    cfg = get_preset(args.preset, student=args.student, kd_granularity=args.kd_granularity,
-                     seed=args.seed, norm=args.norm)
-    out = pathlib.Path(args.out or f"runs/{args.preset}")
+def open_run(preset, cfg, out, speech_dir=None, noise_dir=None, data_dir=None,
+             teacher_checkpoint=None, verbose=1, strategy="default"):
+    """A :class:`Run` in ``out`` with its data prepared, seeded and deterministic.
+
+    ``out/config.json`` records the configuration and data sources; a folder that holds another
+    configuration is refused (ValueError), so the recipe and the experiment grid can share one.
+    """
+    out = pathlib.Path(out)
     out.mkdir(parents=True, exist_ok=True)
     config_path = out / "config.json"
-    sources = {"speech_dir": args.speech_dir, "noise_dir": args.noise_dir,
-               "teacher_checkpoint": args.teacher_checkpoint}
-    record = {"preset": args.preset, **dataclasses.asdict(cfg), **sources}
+    record = {"preset": preset, **dataclasses.asdict(cfg), "speech_dir": speech_dir,
+              "noise_dir": noise_dir, "teacher_checkpoint": teacher_checkpoint}
     if config_path.exists():
         previous = json.loads(config_path.read_text())
         if previous != json.loads(json.dumps(record)):
@@ -359,12 +375,21 @@ def run(args):
     # Seeds flow from the config; deterministic kernels make two runs give the same metrics.
     keras.utils.set_random_seed(cfg.seed)
     tf.config.experimental.enable_op_determinism()
-    t0 = time.time()
-    r = Run(cfg, out, args.speech_dir, args.noise_dir, args.data_dir, args.teacher_checkpoint,
-            verbose=0 if args.quiet else 1, strategy=args.strategy)
+    r = Run(cfg, out, speech_dir, noise_dir, data_dir, teacher_checkpoint, verbose=verbose,
+            strategy=strategy)
     r.prepare_data()
     if r.is_chief:
         atomic_write_json(config_path, record)  # only once the data is usable, so a bad path can be fixed
+    return r
+
+
+def run(args):
+    cfg = get_preset(args.preset, student=args.student, kd_granularity=args.kd_granularity,
+                     seed=args.seed, norm=args.norm)
+    out = pathlib.Path(args.out or f"runs/{args.preset}")
+    t0 = time.time()
+    r = open_run(args.preset, cfg, out, args.speech_dir, args.noise_dir, args.data_dir,
+                 args.teacher_checkpoint, verbose=0 if args.quiet else 1, strategy=args.strategy)
     models = r.train_all()
     if not r.is_chief:
         _log("worker done; the chief evaluates and writes the report")
