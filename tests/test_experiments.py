@@ -35,6 +35,45 @@ def test_plan_orders_groups_and_names_each_condition_once():
         "student-cln-two_step-gt-seed3"
 
 
+def test_kd_reduction_group_shares_table3_conditions():
+    conds = plan(["kd_reduction:0,1"])
+    assert [c.key for c in conds] == [
+        f"student-frame_ln-{m}-seed{s}" for s in (0, 1)
+        for m in ("baseline", "one_step-gtf", "one_step-gtf-rsum")]
+    assert not any(c.dnsmos or c.int8 for c in conds)
+    assert conds[2].kd_reduction == "sum" and conds[1].kd_reduction is None
+    # The config's reduction is the unsuffixed (table3) condition: with "sum" it is "mean" that
+    # gets the suffix.
+    assert [c.key for c in plan(["kd_reduction:0"], kd_reduction="sum")][1:] == [
+        "student-frame_ln-one_step-gtf-seed0", "student-frame_ln-one_step-gtf-rmean-seed0"]
+    # Shared with table3 (in either order): scored with table3's DNSMOS and int8 files.
+    for specs in (["kd_reduction:0", "table3:0"], ["table3:0", "kd_reduction:0"]):
+        by_key = {c.key: c for c in plan(specs)}
+        assert len(by_key) == 5
+        assert by_key["student-frame_ln-baseline-seed0"].dnsmos
+        assert by_key["student-frame_ln-baseline-seed0"].int8 == ("ptq", "qat")
+        assert by_key["student-frame_ln-one_step-gtf-seed0"].dnsmos
+        assert not by_key["student-frame_ln-one_step-gtf-rsum-seed0"].dnsmos
+
+
+def test_summary_has_a_kd_reduction_section(tmp_path):
+    from tinyse_tf.recipe.summary import write_summary
+
+    base, one, rsum = ("student-frame_ln-baseline", "student-frame_ln-one_step-gtf",
+                       "student-frame_ln-one_step-gtf-rsum")
+    _fake_folder(tmp_path, {f"{base}-seed0": [1, 1], f"{base}-seed1": [2, 2],
+                            f"{one}-seed0": [2, 2], f"{one}-seed1": [3, 3],
+                            f"{rsum}-seed0": [1.5, 1.5], f"{rsum}-seed1": [3.5, 3.5]})
+    (tmp_path / "config.json").write_text(json.dumps(
+        {"step1_epochs": 2, "student_epochs": 8, "one_step_gamma": 0.5}))  # pre-field folder
+    md = write_summary(tmp_path, tmp_path / "summary").read_text()
+    assert "## KD reduction (one step, γ = 0.5, G_tf)" in md
+    rows = {line.split(" | ")[0]: line for line in md.splitlines()}
+    assert "| +2.50 ± 1.41 |" in rows["| one-step, sum"] and "| 2 |" in rows["| one-step, sum"]
+    assert "| +0.00 ± 0.71 (1/2) |" in rows["| one-step, sum − one-step, mean (config)"]
+    assert "one-step, sum: -0.50, +0.50" in md
+
+
 @pytest.mark.parametrize("spec", ["tabel3:0", "table3:a", "size:0,x"])
 def test_plan_refuses_bad_specs(spec):
     with pytest.raises(ValueError, match="table3"):

@@ -78,11 +78,20 @@ def test_rerun_skips_finished_stages(smoke_run):
     assert "Epoch" not in proc.stdout
 
 
-def test_changed_config_in_same_folder_is_refused(smoke_run):
+@pytest.mark.parametrize("flags", [("--seed", "5"), ("--kd-reduction", "sum"),
+                                   ("--no-kd-normalize",), ("--kd-layers", "enc_1,mask"),
+                                   ("--reset-optimizer",)])
+def test_changed_config_in_same_folder_is_refused(smoke_run, flags):
     base, out, _ = smoke_run
-    proc = _recipe("--preset", "smoke", "--out", str(out), "--seed", "5", "--quiet")
+    proc = _recipe("--preset", "smoke", "--out", str(out), *flags, "--quiet")
     assert proc.returncode == 2
     assert "another configuration" in proc.stderr.strip().splitlines()[-1]
+
+
+def test_bad_kd_option_gives_one_line(tmp_path):
+    proc = _recipe("--preset", "smoke", "--out", str(tmp_path / "o"), "--kd-layers", "enc_9")
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert proc.stderr.strip().splitlines()[-1].startswith("two_step.py: error: kd_layers must")
 
 
 def test_bad_inputs_give_one_line(tmp_path):

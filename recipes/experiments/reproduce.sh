@@ -14,8 +14,9 @@ grid() { python recipes/experiments/run.py "$@"; }
 grid teacher "${REAL[@]}"
 grid "${GRID[@]}" "${REAL[@]}" --shard 0/2 & grid "${GRID[@]}" "${REAL[@]}" --shard 1/2
 wait
-# Built-in corpus: teacher and Table 3 only.
-grid teacher table3:0,1,2 --out runs/exp_builtin --test-clips 24 --quiet
+# Built-in corpus: teacher, Table 3 and the KD reduction (one-step KD, "mean" vs "sum"; its
+# baseline and "mean" students are Table 3's).
+grid teacher table3:0,1,2 kd_reduction:0,1,2 --out runs/exp_builtin --test-clips 24 --quiet
 
 # Latency of the int8 streaming files (random weights) for the quality-vs-compute plot.
 python benchmarks/streaming_latency.py --presets teacher student_240k student student_30k \

@@ -9,15 +9,18 @@ lists the conditions run, for :mod:`tinyse_tf.recipe.summary`.
 
 Groups (the paper's tables and the open questions of docs/RESULTS.md):
 
-==============  ===================================================================================
-``teacher``     the teacher alone (train it once before shards run in parallel), every metric
-``table3``      teacher; baseline, one-step and two-step 62 k students, every metric incl. DNSMOS;
-                int8 PTQ and QAT streaming files of the baseline and two-step students
-``size``        baseline and two-step students of 30 k and 240 k parameters (62 k is in table3)
-``granularity`` one-step KD with the output / batch (G) / t / f similarity (tf is in table3)
-``step1``       two-step KD with 1/8, 1/2, 3/4 of the student epochs in step 1 (table3: preset's)
-``norm``        baseline and two-step students with cLN (float only: cLN has no int8 export)
-==============  ===================================================================================
+================  =================================================================================
+``teacher``       the teacher alone (train it once before shards run in parallel), every metric
+``table3``        teacher; baseline, one-step and two-step 62 k students, every metric incl. DNSMOS;
+                  int8 PTQ and QAT streaming files of the baseline and two-step students
+``size``          baseline and two-step students of 30 k and 240 k parameters (62 k is in table3)
+``granularity``   one-step KD with the output / batch (G) / t / f similarity (tf is in table3)
+``step1``         two-step KD with 1/8, 1/2, 3/4 of the student epochs in step 1 (table3: preset's)
+``norm``          baseline and two-step students with cLN (float only: cLN has no int8 export)
+``kd_reduction``  baseline and one-step KD students with each KD reduction ("mean", "sum"); the
+                  config's reduction keeps table3's keys (the same conditions), the other gets
+                  ``-r<reduction>``; no DNSMOS
+================  =================================================================================
 """
 from __future__ import annotations
 
@@ -31,7 +34,7 @@ from tinyse_tf.atomic import atomic_write_json
 from tinyse_tf.recipe.presets import get_preset
 
 METHODS = ("teacher", "baseline", "one_step", "two_step")
-GROUPS = ("teacher", "table3", "size", "granularity", "step1", "norm")
+GROUPS = ("teacher", "table3", "size", "granularity", "step1", "norm", "kd_reduction")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -46,6 +49,7 @@ class Condition:
     step1_epochs: int | None = None  # epochs of KD only in two-step; None = the preset's
     int8: tuple = ()
     dnsmos: bool = False
+    kd_reduction: str | None = None  # None = the config's (key unchanged); else key "-r<value>"
 
     @property
     def key(self) -> str:
@@ -56,15 +60,18 @@ class Condition:
             parts.append(f"g{self.granularity}")
         if self.method == "two_step" and self.step1_epochs is not None:
             parts.append(f"step1_{self.step1_epochs}")
+        if self.method != "baseline" and self.kd_reduction is not None:
+            parts.append(f"r{self.kd_reduction}")
         return "-".join(parts + [f"seed{self.seed}"])
 
 
 def group_conditions(group: str, seed: int, student_epochs: int = 8,
-                     step1_epochs: int = 2) -> list[Condition]:
+                     step1_epochs: int = 2, kd_reduction: str = "mean") -> list[Condition]:
     """The conditions of one group for one student seed (the teacher has none: seed 0).
 
     ``step1`` uses 1/8, 1/2 and 3/4 of ``student_epochs`` for step 1 (at least 1, at most
-    ``student_epochs - 1``) other than the preset's ``step1_epochs``, which ``table3`` has."""
+    ``student_epochs - 1``) other than the preset's ``step1_epochs``, which ``table3`` has.
+    ``kd_reduction`` is the config's: that one-step condition is table3's."""
     two_step = dict(method="two_step", seed=seed)
     if group == "teacher":
         return [Condition("teacher", dnsmos=True)]
@@ -85,11 +92,18 @@ def group_conditions(group: str, seed: int, student_epochs: int = 8,
         return [Condition(**two_step, step1_epochs=n) for n in sorted(lengths - {step1_epochs})]
     if group == "norm":
         return [Condition(m, seed, norm="cln") for m in ("baseline", "two_step")]
+    if group == "kd_reduction":
+        from tinyse_tf.losses import REDUCTIONS
+
+        return [Condition("baseline", seed), Condition("one_step", seed)] + [
+            Condition("one_step", seed, kd_reduction=r) for r in REDUCTIONS if r != kd_reduction]
     raise ValueError(f"unknown group {group!r}; choose from {', '.join(GROUPS)}")
 
 
-def plan(specs, student_epochs: int = 8, step1_epochs: int = 2) -> list[Condition]:
-    """Conditions of ``["table3:0,1,2", "size:0", ...]`` in the given order, each key once."""
+def plan(specs, student_epochs: int = 8, step1_epochs: int = 2,
+         kd_reduction: str = "mean") -> list[Condition]:
+    """Conditions of ``["table3:0,1,2", "size:0", ...]`` in the given order, each key once; a key
+    that two groups share is scored with everything either asks for (DNSMOS, int8 files)."""
     out: dict[str, Condition] = {}
     for spec in specs:
         group, _, seeds = spec.partition(":")
@@ -98,8 +112,12 @@ def plan(specs, student_epochs: int = 8, step1_epochs: int = 2) -> list[Conditio
         except ValueError:
             raise ValueError(f"{spec!r}: seeds must be integers, e.g. table3:0,1,2") from None
         for seed in seed_list:
-            for cond in group_conditions(group, seed, student_epochs, step1_epochs):
-                out.setdefault(cond.key, cond)
+            for cond in group_conditions(group, seed, student_epochs, step1_epochs,
+                                         kd_reduction):
+                first = out.setdefault(cond.key, cond)
+                out[cond.key] = dataclasses.replace(
+                    first, dnsmos=first.dnsmos or cond.dnsmos,
+                    int8=first.int8 + tuple(k for k in cond.int8 if k not in first.int8))
     return list(out.values())
 
 
@@ -120,7 +138,7 @@ class Experiments:
         build = self.run.student_builder(cond.student, cond.norm, cond.seed,
                                          f"init-{cond.student}-{cond.norm}-seed{cond.seed}.h5")
         return self.run.train_student(cond.key, cond.method, build, teacher, cond.granularity,
-                                      cond.step1_epochs, cond.seed)
+                                      cond.step1_epochs, cond.seed, cond.kd_reduction)
 
     def evaluate(self, cond: Condition, model) -> dict:
         """Score the model and its int8 streaming files; returns ``{eval key: seconds}``."""
@@ -191,8 +209,8 @@ def main(argv=None) -> int:
         index, _, count = args.shard.partition("/")
         if not (index.isdigit() and count.isdigit() and int(index) < int(count)):
             raise ValueError(f"--shard {args.shard!r}: give I/N with 0 <= I < N, e.g. 1/2")
-        conditions = plan(args.groups, cfg.student_epochs,
-                          cfg.step1_epochs)[int(index)::int(count)]
+        conditions = plan(args.groups, cfg.student_epochs, cfg.step1_epochs,
+                          cfg.kd_reduction)[int(index)::int(count)]
         # The same config record as recipes/two_step.py: a grid can extend a recipe run folder.
         run = open_run(args.preset, cfg, args.out, args.speech_dir, args.noise_dir,
                        args.data_dir, verbose=0 if args.quiet else 1)

@@ -26,6 +26,11 @@ class RecipeConfig:
     step1_epochs: int = 2
     one_step_gamma: float = 0.5
     kd_granularity: str = "tf"
+    # KD loss options (METHOD.md section 3), passed to Distiller / similarity_kd_loss:
+    kd_reduction: str = "mean"  # "mean" over bins and entries, or "sum": the literal (1/b^2)·Σ
+    kd_normalize: bool = True  # L2-normalise each Gram row (Tung & Mori 2019)
+    kd_layers: tuple = ()  # BLOCK_NAMES to distil; () = Distiller's default (all 9; "mask" for output)
+    reset_optimizer: bool = False  # two-step: zero the Adam state at the switch to step 2
     test_clips: int = 12  # test utterances (each remixed at every test SNR)
     test_clip_seconds: float = 4.0
     test_snrs: tuple = (-5, 0, 5)
@@ -41,6 +46,41 @@ class RecipeConfig:
         for field in ("batch_size", "steps_per_epoch", "teacher_epochs", "test_clips"):
             if getattr(self, field) <= 0:
                 raise ValueError(f"{field} must be positive, got {getattr(self, field)}")
+        self._check_kd()
+
+    def _check_kd(self):
+        for field in ("kd_normalize", "reset_optimizer"):
+            if not isinstance(getattr(self, field), bool):
+                raise ValueError(f"{field} must be true or false, got {getattr(self, field)!r}")
+        layers = self.kd_layers
+        if layers is None:
+            layers = ()
+        if isinstance(layers, str) or not isinstance(layers, (tuple, list)):
+            raise ValueError(f"kd_layers must be a tuple of block names (empty = all), got {layers!r}")
+        # Stored as a tuple (config.json holds a list), so a config read back compares equal.
+        object.__setattr__(self, "kd_layers", tuple(layers))
+        if (self.kd_reduction, self.kd_layers) == (RecipeConfig.kd_reduction, ()):
+            return  # the defaults: valid without importing TensorFlow (the losses and models do)
+        from tinyse_tf.losses import REDUCTIONS
+        from tinyse_tf.models import BLOCK_NAMES
+
+        if self.kd_reduction not in REDUCTIONS:
+            raise ValueError(f"kd_reduction must be one of {REDUCTIONS}, got {self.kd_reduction!r}")
+        unknown = [n for n in self.kd_layers if n not in BLOCK_NAMES]
+        if unknown or len(set(self.kd_layers)) != len(self.kd_layers):
+            raise ValueError(f"kd_layers must be distinct names from {', '.join(BLOCK_NAMES)}; "
+                             f"got {', '.join(map(str, self.kd_layers))}")
+        if self.kd_granularity == "output" and set(self.kd_layers) - {"mask"}:
+            raise ValueError("kd_layers with kd_granularity 'output': only 'mask' has the same "
+                             "channel count in teacher and student")
+        # Block order, so the same set of layers is the same configuration.
+        object.__setattr__(self, "kd_layers", tuple(n for n in BLOCK_NAMES if n in self.kd_layers))
+
+
+#: Values of fields added after run folders were first written, as those runs behaved: an older
+#: ``config.json`` without them is read with these (``open_run``), so the run still resumes.
+LEGACY_VALUES = {"kd_reduction": "mean", "kd_normalize": True, "kd_layers": (),
+                 "reset_optimizer": False}
 
 
 PRESETS = {

@@ -208,6 +208,20 @@ def write_summary(out, dest, latency_json=None, title="Experiments") -> pathlib.
                                 short_cols),
                      paired_table(res, [(n + " − student", f, BASELINE) for n, f in step1],
                                   short_cols)]
+    default = cfg.get("kd_reduction", "mean")
+    others = sorted(f for f in res.records if f.startswith(ONE_STEP + "-r") and "_stream_" not in f)
+    if others and ONE_STEP in res.records:
+        red = [(f"one-step, {default} (config)", ONE_STEP)] + [
+            (f"one-step, {f[len(ONE_STEP) + 2:]}", f) for f in others]
+        cols = [("si_sdr", lab) for lab in LABELS] + [("pesq", "all"), ("estoi", "all")]
+        sections += [f"## KD reduction (one step, γ = {cfg['one_step_gamma']:g}, G_tf)",
+                     gain_table(res, [("student, PSA only", BASELINE)] + red, cols),
+                     paired_table(res, [(n + " − student", f, BASELINE) for n, f in red]
+                                  + [(f"{n} − {red[0][0]}", f, ONE_STEP) for n, f in red[1:]],
+                                  cols),
+                     "Per seed (ΔSI-SDR all, paired with the config's reduction): " + "; ".join(
+                         f"{n}: " + ", ".join(f"{v:+.2f}" for v in res.paired(f, ONE_STEP, "si_sdr"))
+                         for n, f in red[1:])]
     cln = "student-cln-"
     if cln + "baseline" in res.records:
         sections += ["## Normalisation: cLN (paper) vs frame LN (int8-friendly), float",

@@ -22,7 +22,7 @@ import sys
 import time
 
 from tinyse_tf.atomic import atomic_path, atomic_write_json
-from tinyse_tf.recipe.presets import PRESETS, get_preset
+from tinyse_tf.recipe.presets import LEGACY_VALUES, PRESETS, get_preset
 
 #: (stage key, report row name) of the models compared, in table order.
 MODELS = (("teacher", "teacher"), ("student", "student"), ("one_step", "one-step KD"),
@@ -95,10 +95,11 @@ class Run:
 
     # ------------------------------------------------------------------ training
     def _train(self, stage, build_student, teacher=None, gamma=0.0, callbacks=(), epochs=None,
-               kd_granularity=None, seed=None):
+               kd_granularity=None, seed=None, kd_reduction=None):
         """Train (or load, when done) one model; ``build_student`` runs inside the strategy scope.
 
-        ``kd_granularity`` and ``seed`` (of the training stream) default to the config's."""
+        ``kd_granularity``, ``kd_reduction`` and ``seed`` (of the training stream) default to the
+        config's; ``kd_normalize`` and ``kd_layers`` are the config's."""
         from tinyse_tf._tf import keras
         from tinyse_tf.distill import Distiller
         from tinyse_tf.training import fit_resumable
@@ -112,7 +113,10 @@ class Run:
         with self.strategy.scope():
             student = build_student()
             distiller = Distiller(student, teacher, gamma=gamma,
-                                  kd_granularity=kd_granularity or self.cfg.kd_granularity)
+                                  kd_granularity=kd_granularity or self.cfg.kd_granularity,
+                                  kd_reduction=kd_reduction or self.cfg.kd_reduction,
+                                  kd_normalize=self.cfg.kd_normalize,
+                                  kd_layers=self.cfg.kd_layers or None)
             distiller.compile(optimizer=keras.optimizers.Adam(self.cfg.learning_rate))
         # Every stage sees the same training stream (seed), so students differ only by objective.
         fit_resumable(distiller, lambda: self._dataset("train", 0, seed=seed),
@@ -144,20 +148,21 @@ class Run:
         return models
 
     def train_student(self, stage, method, build, teacher, kd_granularity=None,
-                      step1_epochs=None, seed=None):
+                      step1_epochs=None, seed=None, kd_reduction=None):
         """Train (or load) one student: ``method`` "baseline" (PSA only), "one_step" (PSA + KD
-        with ``cfg.one_step_gamma``) or "two_step" (KD only for ``step1_epochs``, then PSA).
-        ``kd_granularity``, ``step1_epochs`` and ``seed`` default to the config's."""
+        with ``cfg.one_step_gamma``) or "two_step" (KD only for ``step1_epochs``, then PSA, the
+        optimizer state reset at the switch if ``cfg.reset_optimizer``). ``kd_granularity``,
+        ``kd_reduction``, ``step1_epochs`` and ``seed`` default to the config's."""
         from tinyse_tf.distill import PhaseSwitch
 
-        options = dict(kd_granularity=kd_granularity, seed=seed)
+        options = dict(kd_granularity=kd_granularity, seed=seed, kd_reduction=kd_reduction)
         if method == "baseline":
             return self._train(stage, build, seed=seed)
         if method == "one_step":
             return self._train(stage, build, teacher, gamma=self.cfg.one_step_gamma, **options)
         step1 = step1_epochs or self.cfg.step1_epochs
-        return self._train(stage, build, teacher, gamma=1.0, callbacks=[PhaseSwitch(step1)],
-                           **options)
+        switch = PhaseSwitch(step1, reset_optimizer=self.cfg.reset_optimizer)
+        return self._train(stage, build, teacher, gamma=1.0, callbacks=[switch], **options)
 
     def train_teacher(self):
         """Train (or load) the teacher: ``cfg.teacher`` preset, ``cfg.teacher_epochs`` epochs."""
@@ -329,6 +334,11 @@ def _load_checkpoint(path):
                          f"({type(err).__name__}); give a .keras file from models/") from err
 
 
+def _block_list(text):
+    """``--kd-layers`` value: comma-separated block names (checked by RecipeConfig)."""
+    return tuple(n.strip() for n in text.split(",") if n.strip())
+
+
 def parse_args(argv=None, prog="two_step.py"):
     p = argparse.ArgumentParser(
         prog=prog,
@@ -343,6 +353,15 @@ def parse_args(argv=None, prog="two_step.py"):
     p.add_argument("--student", help="student preset (student, student_30k, student_240k, ...)")
     p.add_argument("--teacher-checkpoint", help="reuse a trained teacher .keras file")
     p.add_argument("--kd-granularity", choices=("tf", "t", "f", "batch", "output"))
+    p.add_argument("--kd-reduction", choices=("mean", "sum"),
+                   help="G_tf KD over bins: mean (default) or sum, METHOD.md's literal (1/b^2)·Σ")
+    p.add_argument("--kd-normalize", action=argparse.BooleanOptionalAction,
+                   help="L2-normalise each Gram row before the difference (default: on)")
+    p.add_argument("--kd-layers", type=_block_list, metavar="NAME,...",
+                   help="blocks to distil, e.g. enc_1,bottleneck,mask (default: all 9; "
+                        "'mask' for --kd-granularity output)")
+    p.add_argument("--reset-optimizer", action=argparse.BooleanOptionalAction,
+                   help="two-step: zero the Adam state when step 2 starts (default: keep it)")
     p.add_argument("--norm", choices=("cln", "frame_ln", "batch", "none"),
                    help="normalisation of every model (cln = paper; frame_ln for int8)")
     p.add_argument("--seed", type=int)
@@ -366,7 +385,8 @@ def open_run(preset, cfg, out, speech_dir=None, noise_dir=None, data_dir=None,
     record = {"preset": preset, **dataclasses.asdict(cfg), "speech_dir": speech_dir,
               "noise_dir": noise_dir, "teacher_checkpoint": teacher_checkpoint}
     if config_path.exists():
-        previous = json.loads(config_path.read_text())
+        # A folder written before a field existed ran with its LEGACY_VALUES.
+        previous = {**json.loads(json.dumps(LEGACY_VALUES)), **json.loads(config_path.read_text())}
         if previous != json.loads(json.dumps(record)):
             raise ValueError(f"{out} holds a run with another configuration; use a new --out or "
                              f"delete {out}")
@@ -383,9 +403,16 @@ def open_run(preset, cfg, out, speech_dir=None, noise_dir=None, data_dir=None,
     return r
 
 
+def config_from_args(args):
+    """The RecipeConfig of parsed arguments: the preset with the options given."""
+    return get_preset(args.preset, student=args.student, kd_granularity=args.kd_granularity,
+                      seed=args.seed, norm=args.norm, kd_reduction=args.kd_reduction,
+                      kd_normalize=args.kd_normalize, kd_layers=args.kd_layers,
+                      reset_optimizer=args.reset_optimizer)
+
+
 def run(args):
-    cfg = get_preset(args.preset, student=args.student, kd_granularity=args.kd_granularity,
-                     seed=args.seed, norm=args.norm)
+    cfg = config_from_args(args)
     out = pathlib.Path(args.out or f"runs/{args.preset}")
     t0 = time.time()
     r = open_run(args.preset, cfg, out, args.speech_dir, args.noise_dir, args.data_dir,

@@ -1,0 +1,124 @@
+"""RecipeConfig's KD options: validation, the recipe's flags, and where they end up."""
+import dataclasses
+import json
+
+import pytest
+
+from tinyse_tf.recipe.presets import LEGACY_VALUES, RecipeConfig, get_preset
+from tinyse_tf.recipe.two_step import Run, config_from_args, open_run, parse_args
+
+
+def test_defaults_are_todays_behaviour():
+    cfg = get_preset("demo")
+    assert (cfg.kd_reduction, cfg.kd_normalize, cfg.kd_layers, cfg.reset_optimizer) == (
+        "mean", True, (), False)
+    # The defaults are what a folder written before the fields existed ran with.
+    assert {k: getattr(cfg, k) for k in LEGACY_VALUES} == LEGACY_VALUES
+
+
+@pytest.mark.parametrize("overrides,needle", [
+    (dict(kd_reduction="median"), "kd_reduction must be one of ('mean', 'sum')"),
+    (dict(kd_layers=("enc_1", "enc_9")), "kd_layers must be distinct names from enc_1"),
+    (dict(kd_layers=("mask", "mask")), "kd_layers must be distinct names"),
+    (dict(kd_layers="enc_1"), "kd_layers must be a tuple of block names"),
+    (dict(kd_granularity="output", kd_layers=("enc_1",)), "only 'mask'"),
+    (dict(kd_normalize="no"), "kd_normalize must be true or false"),
+    (dict(reset_optimizer=1), "reset_optimizer must be true or false"),
+])
+def test_bad_kd_options_give_one_line(overrides, needle):
+    with pytest.raises(ValueError) as err:
+        get_preset("smoke", **overrides)
+    assert needle in str(err.value) and "\n" not in str(err.value)
+
+
+def test_kd_layers_are_a_tuple_in_block_order():
+    assert RecipeConfig(kd_layers=None).kd_layers == ()
+    assert RecipeConfig(kd_layers=["mask", "enc_1"]).kd_layers == ("enc_1", "mask")
+    assert RecipeConfig(kd_granularity="output", kd_layers=("mask",)).kd_layers == ("mask",)
+
+
+def test_recipe_flags_reach_the_config():
+    args = parse_args(["--preset", "smoke", "--kd-reduction", "sum", "--no-kd-normalize",
+                       "--kd-layers", "mask,enc_2, bottleneck", "--reset-optimizer"])
+    cfg = config_from_args(args)
+    assert (cfg.kd_reduction, cfg.kd_normalize, cfg.kd_layers, cfg.reset_optimizer) == (
+        "sum", False, ("enc_2", "bottleneck", "mask"), True)
+    assert config_from_args(parse_args(["--preset", "smoke"])) == get_preset("smoke")
+
+
+class _Stop(Exception):
+    pass
+
+
+def _capture(monkeypatch, cfg, tmp_path, method, **kwargs):
+    """Run.train_student up to fit: the Distiller's kwargs and the callbacks it would get."""
+    import tinyse_tf.distill
+    import tinyse_tf.training
+
+    seen = {}
+
+    class FakeDistiller:
+        def __init__(self, student, teacher=None, **kw):
+            seen["distiller"] = kw
+
+        def compile(self, **kw):
+            pass
+
+    def fake_fit(distiller, make_dataset, epochs, steps_per_epoch, workdir, callbacks=(), **kw):
+        seen["callbacks"] = list(callbacks)
+        raise _Stop
+
+    monkeypatch.setattr(tinyse_tf.distill, "Distiller", FakeDistiller)
+    monkeypatch.setattr(tinyse_tf.training, "fit_resumable", fake_fit)
+    run = Run(cfg, tmp_path, verbose=0)
+    run._dataset = lambda *args, **kw: None  # no corpus needed
+    with pytest.raises(_Stop):
+        run.train_student(method, method, lambda: None, teacher=object(), **kwargs)
+    return seen
+
+
+def test_kd_options_reach_distiller_and_phase_switch(monkeypatch, tmp_path):
+    cfg = get_preset("smoke", kd_reduction="sum", kd_normalize=False,
+                     kd_layers=("enc_1", "mask"), reset_optimizer=True)
+    seen = _capture(monkeypatch, cfg, tmp_path, "two_step")
+    assert seen["distiller"]["kd_reduction"] == "sum"
+    assert seen["distiller"]["kd_normalize"] is False
+    assert seen["distiller"]["kd_layers"] == ("enc_1", "mask")
+    (switch,) = seen["callbacks"]
+    assert switch.reset_optimizer is True and switch.switch_epoch == cfg.step1_epochs
+    # Defaults: Distiller's own defaults (None = all blocks), no reset; a condition may override
+    # the reduction (the experiment grid's kd_reduction group).
+    seen = _capture(monkeypatch, get_preset("smoke"), tmp_path, "one_step", kd_reduction="sum")
+    assert seen["distiller"] == dict(gamma=0.5, kd_granularity="tf", kd_reduction="sum",
+                                     kd_normalize=True, kd_layers=None)
+    seen = _capture(monkeypatch, get_preset("smoke"), tmp_path, "two_step")
+    assert seen["distiller"]["kd_reduction"] == "mean"
+    assert seen["callbacks"][0].reset_optimizer is False
+
+
+def test_config_json_round_trips_and_old_folders_resume(tmp_path):
+    out, data = tmp_path / "run", tmp_path / "data"
+    cfg = get_preset("smoke", kd_reduction="sum", kd_layers=("enc_1", "mask"),
+                     reset_optimizer=True)
+    open_run("smoke", cfg, out, data_dir=data, verbose=0)
+    record = json.loads((out / "config.json").read_text())
+    assert record["kd_layers"] == ["enc_1", "mask"] and record["kd_reduction"] == "sum"
+    assert RecipeConfig(kd_layers=record["kd_layers"]).kd_layers == cfg.kd_layers  # list -> tuple
+    open_run("smoke", cfg, out, data_dir=data, verbose=0)  # same config: resumes
+    with pytest.raises(ValueError, match="another configuration"):
+        open_run("smoke", dataclasses.replace(cfg, kd_reduction="mean"), out, data_dir=data,
+                 verbose=0)
+
+    # A folder written before the KD fields existed resumes with the defaults ...
+    old = tmp_path / "old"
+    open_run("smoke", get_preset("smoke"), old, data_dir=data, verbose=0)
+    record = json.loads((old / "config.json").read_text())
+    for key in LEGACY_VALUES:
+        del record[key]
+    (old / "config.json").write_text(json.dumps(record))
+    open_run("smoke", get_preset("smoke"), old, data_dir=data, verbose=0)
+    assert json.loads((old / "config.json").read_text())["kd_reduction"] == "mean"
+    # ... and is refused with anything else, since it was trained with the defaults.
+    (old / "config.json").write_text(json.dumps(record))
+    with pytest.raises(ValueError, match="another configuration"):
+        open_run("smoke", get_preset("smoke", kd_reduction="sum"), old, data_dir=data, verbose=0)
