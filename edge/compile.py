@@ -1,14 +1,25 @@
 """Check a full-int8 .tflite for the Edge TPU, then compile it with edgetpu_compiler if present.
 
-    python edge/compile.py MODEL_int8.tflite [-o OUTDIR]
+    python edge/compile.py MODEL_int8.tflite [-o OUTDIR] [--compiler PATH]
 
 1. Runs the static checker (tinyse_tf.export.edgetpu_check) and prints its table.
-2. If ``edgetpu_compiler`` is on PATH, runs ``edgetpu_compiler -s -o OUTDIR MODEL``, echoes its
-   output, parses its operation table and exits 0 only when 0 operations run on the CPU.
-3. If the compiler is absent, prints how to install it and exits with the checker's verdict.
+2. If ``edgetpu_compiler`` is on PATH (or given with ``--compiler``), runs
+   ``edgetpu_compiler -s -o OUTDIR MODEL``, echoes its output and parses its operation table. The
+   compiler's verdict is final: it decides the exit status even when the static check disagrees.
+3. If the compiler is absent, prints how to install it and exits 3 (static check passed: the file
+   is expected to map, but nothing was compiled) or 1 (static check failed).
 
-Exit status: 0 everything on the Edge TPU; 1 something runs on the CPU, the compiler failed or its
-output could not be read; 2 missing/unreadable/non-TFLite input.
+Exit status (``EXIT_*`` below):
+
+    0  compiled, and the compiler mapped every operation to the Edge TPU (OUTDIR holds
+       MODEL_edgetpu.tflite and its .log)
+    1  not deployable as is: the static check failed and no compiler was found, the compiler
+       could not run or failed, its output could not be read, or it put operations on the CPU
+    2  the input is missing, unreadable or not a TFLite file
+    3  edgetpu_compiler is not installed; the static check passed (nothing was compiled)
+
+A script that needs a compiled model must test for 0; one that accepts "checked, not compiled"
+on a machine without the compiler may accept 3 as well.
 
 The compiler's summary format (parsed by ``parse_compiler_log``) as printed by edgetpu_compiler
 15/16 (examples in google-coral/edgetpu issues 342, 393, 490, 671)::
@@ -51,8 +62,20 @@ except ImportError:  # run from a checkout without installing: put the repositor
 
 MAPPED = "Mapped to Edge TPU"
 
+EXIT_OK = 0  # compiled, every operation on the Edge TPU
+EXIT_FAIL = 1  # static check failed without a compiler, compiler failed, or ops on the CPU
+EXIT_BAD_INPUT = 2  # missing, unreadable or non-TFLite input
+EXIT_NO_COMPILER = 3  # compiler absent, static check passed
+
+EPILOG = f"""\
+exit status:
+  {EXIT_OK}  compiled, and every operation is mapped to the Edge TPU
+  {EXIT_FAIL}  static check failed (no compiler), compiler failed, or operations on the CPU
+  {EXIT_BAD_INPUT}  missing, unreadable or non-TFLite input
+  {EXIT_NO_COMPILER}  edgetpu_compiler not installed, static check passed (nothing compiled)"""
+
 INSTALL_HELP = """\
-edgetpu_compiler is not on PATH, so only the static check above was run.
+edgetpu_compiler is not on PATH, so only the static check above was run (nothing compiled).
 The compiler comes from Coral's apt repository (x86-64 Debian/Ubuntu only; nothing on PyPI provides it):
 
     curl https://packages.cloud.google.com/apt/doc/apt-key.gpg | sudo apt-key add -
@@ -160,7 +183,8 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(
         prog="edge/compile.py",
         description="Static Edge TPU check, then edgetpu_compiler (when installed). Exit 0 only "
-                    "when every operation runs on the Edge TPU.")
+                    "when the compiler ran and mapped every operation to the Edge TPU.",
+        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("model", help="full-int8 .tflite file")
     ap.add_argument("-o", "--outdir", default=None,
                     help="output folder for *_edgetpu.tflite and the .log (default: the model's folder)")
@@ -174,7 +198,7 @@ def main(argv: list[str] | None = None) -> int:
     except (OSError, NotATfliteFile) as e:
         msg = e.strerror if isinstance(e, OSError) and e.strerror else str(e)
         print(f"compile.py: error: {model}: {msg}", file=sys.stderr)
-        return 2
+        return EXIT_BAD_INPUT
     print("== static Edge TPU check ==")
     print(format_table(report))
     print()
@@ -182,18 +206,23 @@ def main(argv: list[str] | None = None) -> int:
     compiler = args.compiler or shutil.which("edgetpu_compiler")
     if not compiler:
         print(INSTALL_HELP)
-        return 0 if report.ok else 1
+        if report.ok:
+            print(f"static check passed, not compiled: exit {EXIT_NO_COMPILER}")
+            return EXIT_NO_COMPILER
+        print(f"static check FAILED and no compiler to overrule it: exit {EXIT_FAIL}")
+        return EXIT_FAIL
 
     outdir = Path(args.outdir) if args.outdir else (model.parent if str(model.parent) else Path("."))
-    outdir.mkdir(parents=True, exist_ok=True)
+    log_file = outdir / f"{model.stem}_edgetpu.log"
     print(f"== {compiler} -s -o {outdir} {model} ==")
     try:
+        outdir.mkdir(parents=True, exist_ok=True)
+        log_file.unlink(missing_ok=True)  # never judge this run by an earlier run's log
         rc, out = run_compiler(compiler, model, outdir)
     except (OSError, subprocess.TimeoutExpired) as e:
         print(f"compile.py: edgetpu_compiler could not run: {e}", file=sys.stderr)
-        return 1
+        return EXIT_FAIL
     print(out.rstrip())
-    log_file = outdir / f"{model.stem}_edgetpu.log"
     text = out
     if log_file.is_file():
         text += "\n" + log_file.read_text(errors="replace")
@@ -204,20 +233,20 @@ def main(argv: list[str] | None = None) -> int:
     if rc != 0 or not log.compiled:
         why = "; ".join(log.errors) or f"exit status {rc}"
         print(f"edgetpu_compiler FAILED: {why}")
-        return 1
+        return EXIT_FAIL
     cpu = log.cpu_ops
     if cpu is None:
         print("could not find the operation counts in the compiler output: treating as a failure")
-        return 1
+        return EXIT_FAIL
     out_model = outdir / f"{model.stem}_edgetpu.tflite"
     if cpu == 0:
         print(f"OK: every operation runs on the Edge TPU -> {out_model}")
         if not report.ok:
             print("note: the static check disagreed; the compiler's verdict wins. Please report "
                   "the model so the checker's rules can be fixed.")
-        return 0
+        return EXIT_OK
     print(f"NOT OK: {cpu} operation(s) will run on the CPU (see {log_file})")
-    return 1
+    return EXIT_FAIL
 
 
 if __name__ == "__main__":

@@ -1,15 +1,14 @@
-"""Static Edge TPU checker (tinyse_tf.export.edgetpu_check) and edge/compile.py's log parser.
+"""Static Edge TPU checker (tinyse_tf.export.edgetpu_check). The edge/ scripts that use it
+(compile.py, infer_coral.py) are tested in tests/test_edge_scripts.py.
 
 Tiny Keras models are converted in-process once per module; the command line is exercised as a
 subprocess for the pass, float-fail and bad-file cases.
 """
-import importlib.util
 import json
 import os
 import pathlib
 import subprocess
 import sys
-import textwrap
 
 import numpy as np
 import pytest
@@ -189,167 +188,3 @@ def test_json_output(models, capsys):
     assert d["ok"] is False and d["first_failing_op"] == 1 and d["subgraph_count"] == 1
     assert {r["status"] for r in d["rows"]} == {"yes", "no", "fallback"}
     assert d["ops"][1]["op"] == "EXP" and d["ops"][1]["runs_on"] == "CPU"
-
-
-# --- edge/compile.py ------------------------------------------------------------------------------
-
-def _load_compile():
-    spec = importlib.util.spec_from_file_location("edge_compile", ROOT / "edge" / "compile.py")
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = mod  # dataclasses look their module up there
-    spec.loader.exec_module(mod)
-    return mod
-
-
-# Modelled on edgetpu_compiler 16 output quoted in google-coral/edgetpu issues 342, 490, 671.
-LOG_WITH_CPU = textwrap.dedent("""\
-    Edge TPU Compiler version 16.0.384591198
-    Started a compilation timeout timer of 180 seconds.
-
-    Model compiled successfully in 312 ms.
-
-    Input model: m_int8.tflite
-    Input size: 120.55KiB
-    Output model: out/m_int8_edgetpu.tflite
-    Output size: 210.03KiB
-    On-chip memory used for caching model parameters: 150.25KiB
-    On-chip memory remaining for caching model parameters: 7.86MiB
-    Off-chip memory used for streaming uncached model parameters: 0.00B
-    Number of Edge TPU subgraphs: 1
-    Total number of operations: 14
-    Operation log: out/m_int8_edgetpu.log
-
-    Model successfully compiled but not all operations are supported by the Edge TPU. A percentage of the model will instead run on the CPU, which is slower. If possible, consider updating your model to use only operations supported by the Edge TPU. For details, visit g.co/coral/model-reqs.
-    Number of operations that will run on Edge TPU: 10
-    Number of operations that will run on CPU: 4
-
-    Operator                       Count      Status
-
-    FULLY_CONNECTED                4          Mapped to Edge TPU
-    CONCATENATION                  2          Mapped to Edge TPU
-    LOGISTIC                       4          Mapped to Edge TPU
-    TRANSPOSE_CONV                 1          Operation is otherwise supported, but not mapped due to some unspecified limitation
-    TANH                           3          More than one subgraph is not supported
-    """)
-
-LOG_ALL_MAPPED = textwrap.dedent("""\
-    Edge TPU Compiler version 16.0.384591198
-    Started a compilation timeout timer of 180 seconds.
-
-    Model compiled successfully in 101 ms.
-
-    Input model: m_int8.tflite
-    Output model: out/m_int8_edgetpu.tflite
-    Number of Edge TPU subgraphs: 1
-    Total number of operations: 4
-    Operation log: out/m_int8_edgetpu.log
-    See the operation log file for individual operation details.
-
-    Operator                       Count      Status
-
-    CONV_2D                        1          Mapped to Edge TPU
-    RESHAPE                        1          Mapped to Edge TPU
-    FULLY_CONNECTED                1          Mapped to Edge TPU
-    LOGISTIC                       1          Mapped to Edge TPU
-    Compilation child process completed within timeout period.
-    Compilation succeeded!
-    """)
-
-
-def test_parse_compiler_log():
-    mod = _load_compile()
-    log = mod.parse_compiler_log(LOG_WITH_CPU)
-    assert log.compiled and log.version == "16.0.384591198"
-    assert (log.edgetpu_ops, log.cpu_ops, log.total_ops, log.edgetpu_subgraphs) == (10, 4, 14, 1)
-    assert log.output_model == "out/m_int8_edgetpu.tflite"
-    assert len(log.rows) == 5 and log.rows[3][0] == "TRANSPOSE_CONV"
-    assert log.rows[4] == ("TANH", 3, "More than one subgraph is not supported")
-    assert not log.all_on_edgetpu
-
-    log = mod.parse_compiler_log(LOG_ALL_MAPPED)  # no summary lines: counted from the table
-    assert log.cpu_ops_summary is None and len(log.rows) == 4
-    assert log.cpu_ops == 0 and log.all_on_edgetpu
-
-    log = mod.parse_compiler_log("Edge TPU Compiler version 16.0.384591198\n"
-                                 "Internal compiler error. Aborting!\n")
-    assert not log.compiled and log.errors and log.cpu_ops is None
-
-
-def test_compile_without_compiler(models, monkeypatch, capsys):
-    mod = _load_compile()
-    monkeypatch.setattr(mod.shutil, "which", lambda name: None)
-    assert mod.main([str(models["int8"])]) == 0
-    out = capsys.readouterr().out
-    assert "apt-get install edgetpu-compiler" in out and "CONV_2D" in out
-    assert mod.main([str(models["float"])]) == 1
-    assert mod.main(["/nonexistent/model.tflite"]) == 2
-
-
-@pytest.mark.parametrize("log_name,expected", [("LOG_ALL_MAPPED", 0), ("LOG_WITH_CPU", 1)])
-def test_compile_with_fake_compiler(models, tmp_path, capsys, log_name, expected):
-    """A stand-in edgetpu_compiler that prints a canned log and writes the .log file."""
-    mod = _load_compile()
-    log_text = globals()[log_name]
-    fake = tmp_path / "edgetpu_compiler"
-    fake.write_text(textwrap.dedent(f"""\
-        #!{sys.executable}
-        import pathlib, sys
-        args = sys.argv[1:]
-        assert args[0] == "-s" and args[1] == "-o", args
-        out, model = pathlib.Path(args[2]), pathlib.Path(args[3])
-        text = {log_text!r}
-        (out / (model.stem + "_edgetpu.log")).write_text(text)
-        (out / (model.stem + "_edgetpu.tflite")).write_bytes(model.read_bytes())
-        print(text)
-        """))
-    fake.chmod(0o755)
-    outdir = tmp_path / "out"
-    assert mod.main([str(models["int8"]), "-o", str(outdir), "--compiler", str(fake)]) == expected
-    out = capsys.readouterr().out
-    assert (outdir / "cnn_int8_edgetpu.log").is_file()
-    assert ("OK: every operation runs on the Edge TPU" in out) == (expected == 0)
-    if expected:
-        assert "4 operation(s) will run on the CPU" in out
-
-
-# --- edge/infer_coral.py ----------------------------------------------------------------------------
-
-def test_infer_coral_plumbing(tmp_path, monkeypatch):
-    """The script's own work (wav in, chunked stream, wav out) with a stand-in StreamingEnhancer."""
-    import soundfile as sf
-
-    import tinyse_tf
-
-    calls = {}
-
-    class FakeEnhancer:
-        def __init__(self, model_path, edgetpu=False):
-            calls["init"] = (model_path, edgetpu)
-            self.n = 0
-
-        def process(self, chunk):
-            self.n += len(chunk)
-            return 0.5 * np.asarray(chunk)
-
-        def flush(self):
-            return np.zeros(3, np.float32)
-
-        def reset(self):
-            pass
-
-    monkeypatch.setattr(tinyse_tf, "StreamingEnhancer", FakeEnhancer, raising=False)
-    spec = importlib.util.spec_from_file_location("edge_infer", ROOT / "edge" / "infer_coral.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-
-    x = np.random.default_rng(0).uniform(-0.5, 0.5, 1000).astype(np.float32)
-    sf.write(tmp_path / "in.wav", x, 16000, subtype="FLOAT")
-    assert mod.main(["m_edgetpu.tflite", str(tmp_path / "in.wav"), str(tmp_path / "out.wav"),
-                     "--chunk", "300"]) == 0
-    assert calls["init"] == ("m_edgetpu.tflite", True)
-    y, sr = sf.read(tmp_path / "out.wav", dtype="float32")
-    assert sr == 16000 and len(y) == 1003
-    np.testing.assert_allclose(y[:1000], 0.5 * x, atol=1e-6)
-
-    sf.write(tmp_path / "in8k.wav", x, 8000)
-    assert mod.main(["m.tflite", str(tmp_path / "in8k.wav"), str(tmp_path / "o.wav"), "--cpu"]) == 2
