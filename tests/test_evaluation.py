@@ -8,6 +8,7 @@ import json
 import math
 import sys
 import time
+import warnings
 
 import numpy as np
 import pytest
@@ -109,15 +110,43 @@ def test_sdr_is_labelled_bss_eval_and_sane(white):
 
 def test_pesq_and_estoi_ranges(speech, white):
     noisy = at_snr(speech, white[: speech.size], 0.0)
-    try:
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", M.NoUtterancesWarning)  # speech has utterances: no NaN
         clean_pesq = M.pesq_wb(speech, speech)
-    except Exception as exc:  # pesq finds no utterance in a non-speech signal
-        pytest.skip(f"pesq does not accept this signal: {exc}")
-    noisy_pesq = M.pesq_wb(speech, noisy)
+        noisy_pesq = M.pesq_wb(speech, noisy)
     assert 4.4 < clean_pesq <= 4.65
     assert 1.0 <= noisy_pesq < 2.5 and noisy_pesq < clean_pesq
     assert M.estoi(speech, speech) == pytest.approx(100.0, abs=1e-6)
     assert 10.0 < M.estoi(speech, noisy) < 90.0
+
+
+def test_pesq_without_utterances_is_nan_with_a_warning(white):
+    # Not all zeros (that is refused as "silent"), but 500 dB below the estimate: P.862's VAD
+    # finds no utterance and pesq raises NoUtterancesError, the one pesq condition tolerated.
+    ref = 1e-25 * np.random.default_rng(8).standard_normal(white.size)
+    with pytest.warns(M.NoUtterancesWarning, match="no utterance.*NaN"):
+        assert math.isnan(M.pesq_wb(ref, white))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", M.NoUtterancesWarning)  # recorded, not warned
+        out = ev.compute_metrics(ref, white, 0.5 * white, ("pesq",))
+    assert math.isnan(out["noisy"]["pesq"]) and math.isnan(out["enhanced"]["pesq"])
+    assert set(out["errors"]) == {"noisy.pesq", "enhanced.pesq"}
+    assert all(msg.startswith("NoUtterancesError: ") for msg in out["errors"].values())
+
+
+def test_pesq_errors_other_than_no_utterances_propagate(speech, monkeypatch):
+    import pesq
+
+    with pytest.raises(pesq.BufferTooShortError):  # real: under 0.25 s
+        M.pesq_wb(speech[:3200], speech[:3200])
+    for exc in (pesq.PesqError("Unknown"), pesq.OutOfMemoryError("no memory"),
+                pesq.InvalidSampleRateError("rate"), RuntimeError("inside pesq")):
+        def fake(*args, exc=exc, **kwargs):
+            raise exc
+        monkeypatch.setattr(pesq, "pesq", fake)
+        with pytest.raises(type(exc)) as info:
+            M.pesq_wb(speech, speech)
+        assert info.value is exc
 
 
 # -------------------------------------------------------------------- compute_metrics
@@ -197,7 +226,7 @@ def test_default_start_method_is_forkserver_and_fork_warns_after_dnsmos(monkeypa
     from tinyse_tf.evaluation import runner
 
     assert runner._start_method(None) == ("forkserver" if sys.platform.startswith("linux") else None)
-    speechmos_dnsmos = pytest.importorskip("speechmos.dnsmos")
+    import speechmos.dnsmos as speechmos_dnsmos  # a pinned dependency: missing is a failure
     monkeypatch.setattr(speechmos_dnsmos, "dnsmos", object())  # as if DNSMOS ran in this process
     with pytest.warns(RuntimeWarning, match="hang"):
         assert runner._start_method("fork") == "fork"

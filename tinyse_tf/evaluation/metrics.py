@@ -6,7 +6,15 @@ first use, so importing this module is cheap; nothing here imports TensorFlow.
 
 ``compute_metrics`` evaluates the noisy input and the enhanced output against the clean reference
 and returns the improvement (delta = enhanced - noisy). Each metric is isolated: a failure on one
-signal (e.g. PESQ ``NoUtterancesError`` on silence) becomes NaN plus an error string.
+signal becomes NaN plus an error string.
+
+PESQ and "no utterances detected": P.862's voice activity detector finds no speech in a reference
+that is numerically silent (e.g. hundreds of dB below the estimate; an all-zero one is refused
+earlier as "silent"), and the ``pesq`` package raises ``pesq.NoUtterancesError``. PESQ is undefined
+there, so ``pesq_wb`` returns NaN and warns (:class:`NoUtterancesWarning`), and ``compute_metrics``
+records NaN plus ``errors["<side>.pesq"] = "NoUtterancesError: ..."``. That is the only pesq
+condition tolerated: every other ``pesq.PesqError`` (buffer shorter than 0.25 s, out of memory,
+unknown) and any other exception propagates from ``pesq_wb``.
 """
 from __future__ import annotations
 
@@ -121,18 +129,38 @@ def sdr(ref, est) -> float:
     return float(sdr_values[0])
 
 
+class NoUtterancesWarning(RuntimeWarning):
+    """PESQ found no utterance in the reference; the score is NaN (see the module docstring)."""
+
+
+def _pesq_wb_or_raise(ref, est) -> float:
+    """``pesq_wb`` without the NaN: ``pesq.NoUtterancesError`` propagates like every other error."""
+    ref, est = _pair(ref, est)
+    from pesq import pesq
+
+    return float(pesq(SAMPLE_RATE, ref, est, "wb"))
+
+
 def pesq_wb(ref, est) -> float:
     """Wide-band PESQ (ITU-T P.862.2, MOS-LQO, range about 1.04-4.64) via the ``pesq`` package.
 
     Shape:
         ref, est: [n] float at 16 kHz, same length.
+    Returns:
+        MOS-LQO; NaN, with a :class:`NoUtterancesWarning`, when PESQ detects no utterance in the
+        reference (``pesq.NoUtterancesError``: a numerically silent reference).
     Raises:
-        pesq.NoUtterancesError: no speech found (e.g. silence); ValueError on bad input.
+        ValueError: bad input (shapes, non-finite, an all-zero ref or est).
+        pesq.PesqError: any other pesq failure, e.g. ``BufferTooShortError`` under 0.25 s.
     """
-    ref, est = _pair(ref, est)
-    from pesq import pesq
+    from pesq import NoUtterancesError
 
-    return float(pesq(SAMPLE_RATE, ref, est, "wb"))
+    try:
+        return _pesq_wb_or_raise(ref, est)
+    except NoUtterancesError as exc:
+        warnings.warn(f"PESQ found no utterance in the reference ({_error_string(exc)}); "
+                      "returning NaN", NoUtterancesWarning, stacklevel=2)
+        return float("nan")
 
 
 def estoi(ref, est) -> float:
@@ -192,8 +220,8 @@ def _one_group(group: str, clean: np.ndarray, x: np.ndarray) -> dict[str, float]
         return {"si_sdr": si_sdr(clean, x)}
     if group == "sdr":
         return {"sdr": sdr(clean, x)}
-    if group == "pesq":
-        return {"pesq": pesq_wb(clean, x)}
+    if group == "pesq":  # NoUtterancesError raises here, so compute_metrics records it
+        return {"pesq": _pesq_wb_or_raise(clean, x)}
     if group == "estoi":
         return {"estoi": estoi(clean, x)}
     if group == "dnsmos":
