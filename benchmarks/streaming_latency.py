@@ -1,25 +1,37 @@
 """Per-frame latency and real-time factor of the exported streaming models on this CPU.
 
     python benchmarks/streaming_latency.py [--presets teacher student ...] [--frames 2000]
-        [--threads 1] [--json OUT.json] [--keep DIR]
+        [--threads 1] [--json OUT.json] [--keep DIR] [--baseline CHECKOUT]
 
-For each preset (built with ``norm="frame_ln"`` and RANDOM weights: latency does not depend on the
-weight values, quality is not measured here) it exports the float32 and the full-int8 PTQ
-streaming files (``tinyse_tf.export.export_model``, calibrated on a few seconds of real noisy
-speech from ../shared/audio when present, else on synthetic audio) and measures:
+For each preset (built with ``norm="frame_ln"`` and RANDOM weights, norm gains and biases drawn
+away from 1 and 0 as in a trained model so the converter cannot fold them away: latency does not
+depend on the weight values otherwise, quality is not measured here) it exports the float32 and
+the full-int8 PTQ streaming files (``tinyse_tf.export.export_model``, calibrated on a few seconds
+of real noisy speech from ../shared/audio when present, else on synthetic audio) and measures:
 
 * ``invoke``: one ``interpreter.invoke()`` with inputs already set (the model alone);
 * ``hop``: one ``StreamingEnhancer.process(256 samples)``: buffering, STFT frame, mel features,
-  (de)quantization, set/invoke/get of every tensor by name, mask mapping, overlap-add;
+  (de)quantization, set/invoke/get of every tensor by name, mask mapping, overlap-add (a live
+  stream, one hop per call);
+* ``file_hop``: ``StreamingEnhancer.enhance(15 s recording)`` divided by its hops (a file through
+  the stream: the signal path is vectorised over all hops, the model still runs frame by frame);
 
-as median and 99th percentile in microseconds, and the real-time factor RTF = median hop time /
-16 ms hop duration. Prints a table and the same numbers as JSON (to stdout, or ``--json``).
+as median and 99th percentile in microseconds, the real-time factor RTF = median hop time /
+16 ms hop duration, and per preset the int8 / float32 ratios. Prints a table and the same numbers
+as JSON (to stdout, or ``--json``).
+
+``--baseline CHECKOUT`` also runs this script on another checkout of tinyse_tf (e.g. a git worktree
+of an older commit), in a subprocess, in alternation with this tree (``--rounds`` each), and
+prints both side by side with the ratio this tree / baseline: the machine's load changes between
+runs, so only numbers measured in one such session are compared.
 """
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
+import subprocess
 import sys
 import tempfile
 import time
@@ -27,11 +39,13 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+# The package measured: this checkout, or the one --baseline names (set for its subprocess).
+sys.path.insert(0, os.environ.get("TINYSE_BENCH_ROOT", str(Path(__file__).resolve().parents[1])))
 
 from tinyse_tf.constants import HOP, SAMPLE_RATE
 
 HOP_US = 1e6 * HOP / SAMPLE_RATE  # 16 000 us
+TIMINGS = ("invoke", "hop", "file_hop")
 SHARED_AUDIO = Path(__file__).resolve().parents[2] / "shared" / "audio"
 
 
@@ -53,12 +67,18 @@ def _stats(ns):
             "mean_us": float(us.mean())}
 
 
-def time_invoke(path, frames, threads):
-    from tinyse_tf.streaming import StreamingEnhancer
+def _enhancer(path, threads):
+    try:
+        from tinyse_tf.runtime import StreamingEnhancer
+    except ImportError:  # a baseline checkout from before tinyse_tf.runtime
+        from tinyse_tf.streaming import StreamingEnhancer
+    return StreamingEnhancer(path, num_threads=threads)
 
-    se = StreamingEnhancer(path, num_threads=threads)
+
+def time_invoke(path, frames, threads):
+    se = _enhancer(path, threads)
     se.run_frame(np.ones(80, np.float32))  # sets every input by name
-    interp = se._interp
+    interp = se.frame_model._interp if hasattr(se, "frame_model") else se._interp
     for _ in range(50):
         interp.invoke()
     ns = []
@@ -70,9 +90,7 @@ def time_invoke(path, frames, threads):
 
 
 def time_hops(path, frames, threads, audio):
-    from tinyse_tf.streaming import StreamingEnhancer
-
-    se = StreamingEnhancer(path, num_threads=threads)
+    se = _enhancer(path, threads)
     need = (frames + 50) * HOP
     audio = np.tile(audio, int(np.ceil(need / audio.size)))[:need]
     hops = audio.reshape(-1, HOP)
@@ -86,6 +104,19 @@ def time_hops(path, frames, threads, audio):
     return _stats(ns)
 
 
+def time_file(path, threads, audio, seconds=15.0, repeats=5):
+    se = _enhancer(path, threads)
+    n = int(seconds * SAMPLE_RATE)
+    audio = np.tile(audio, int(np.ceil(n / audio.size)))[:n]
+    se.enhance(audio[:SAMPLE_RATE])  # warm-up
+    ns = []
+    for _ in range(repeats):
+        t = time.perf_counter_ns()
+        se.enhance(audio)
+        ns.append((time.perf_counter_ns() - t) / -(-n // HOP))
+    return _stats(ns)
+
+
 def run(presets, frames, threads, keep=None):
     from tinyse_tf.export.quantize import export_model
     from tinyse_tf.models import build_cruse
@@ -96,6 +127,11 @@ def run(presets, frames, threads, keep=None):
     results = []
     for preset in presets:
         model = build_cruse(preset, norm="frame_ln", seed=0)
+        rng = np.random.default_rng(0)
+        for layer in model.layers:  # trained-like norm weights (gain 1 / bias 0 would fold away)
+            if layer.name.endswith("_norm"):
+                layer.set_weights([rng.uniform(0.5, 1.5, w.shape).astype(np.float32)
+                                   for w in layer.get_weights()])
         t = time.time()
         paths = export_model(model, out_dir, preset, int8=("ptq",), representative_audio=audio,
                              calibration_frames=300)
@@ -104,27 +140,80 @@ def run(presets, frames, threads, keep=None):
             n = frames if model.count_params() < 500_000 else max(200, frames // 4)
             inv = time_invoke(path, n, threads)
             hop = time_hops(path, n, threads, audio[0])
+            file_hop = time_file(path, threads, audio[0])
             results.append({
                 "preset": preset, "file": path.name,
                 "dtype": "int8" if "int8" in kind else "float32",
                 "parameters": int(model.count_params()), "macs_per_frame": macs_per_frame(preset),
                 "size_kib": round(path.stat().st_size / 1024, 1), "frames_timed": n,
-                "invoke": inv, "hop": hop,
+                "invoke": inv, "hop": hop, "file_hop": file_hop,
                 "invoke_fraction_of_hop": inv["median_us"] / HOP_US,
                 "rtf": hop["median_us"] / HOP_US, "export_s": round(export_s, 1)})
     return {"machine": {"platform": platform.platform(), "processor": platform.processor(),
-                        "python": platform.python_version(), "threads": threads},
+                        "cpus": os.cpu_count(), "python": platform.python_version(),
+                        "threads": threads},
             "weights": "random (norm='frame_ln'); latency only, no quality",
-            "calibration_audio": source, "hop_us": HOP_US, "results": results}
+            "calibration_audio": source, "hop_us": HOP_US, "results": results,
+            "int8_over_float32": _int8_ratios(results)}
+
+
+def _int8_ratios(results) -> dict:
+    """Per preset, int8 / float32 of the median invoke and hop times."""
+    out = {}
+    for preset in dict.fromkeys(r["preset"] for r in results):
+        by = {r["dtype"]: r for r in results if r["preset"] == preset}
+        if {"int8", "float32"} <= set(by):
+            out[preset] = {k: round(by["int8"][k]["median_us"] / by["float32"][k]["median_us"], 3)
+                           for k in TIMINGS}
+    return out
+
+
+def run_baseline(checkout, presets, frames, threads) -> dict:
+    """This script's measurements on another checkout of the package (subprocess)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "baseline.json"
+        env = {**os.environ, "TINYSE_BENCH_ROOT": str(Path(checkout).resolve())}
+        subprocess.run([sys.executable, __file__, "--presets", *presets, "--frames", str(frames),
+                        "--threads", str(threads), "--json", str(out)], env=env, check=True,
+                       stdout=subprocess.DEVNULL)
+        return json.loads(out.read_text())
+
+
+def _median_of_rounds(reports) -> dict:
+    """One report whose medians are the median over rounds (same presets and files)."""
+    merged = json.loads(json.dumps(reports[0]))
+    for i, r in enumerate(merged["results"]):
+        for k in TIMINGS:
+            r[k]["median_us"] = float(np.median([rep["results"][i][k]["median_us"]
+                                                 for rep in reports]))
+        r["rtf"] = r["hop"]["median_us"] / HOP_US
+    merged["int8_over_float32"] = _int8_ratios(merged["results"])
+    merged["rounds"] = len(reports)
+    return merged
+
+
+def compare(current, baseline) -> dict:
+    """Per preset and dtype, this tree / baseline of the median invoke and hop times."""
+    base = {(r["preset"], r["dtype"]): r for r in baseline["results"]}
+    out = {}
+    for r in current["results"]:
+        b = base.get((r["preset"], r["dtype"]))
+        if b:
+            out[f"{r['preset']} {r['dtype']}"] = {
+                k: {"this_us": r[k]["median_us"], "baseline_us": b[k]["median_us"],
+                    "ratio": round(r[k]["median_us"] / b[k]["median_us"], 3)}
+                for k in TIMINGS if k in b}
+    return out
 
 
 def table(report) -> str:
     head = ("preset", "dtype", "params", "MMACs/frame", "KiB", "invoke med us", "invoke p99 us",
-            "hop med us", "hop p99 us", "RTF", "invoke/16ms")
+            "hop med us", "hop p99 us", "file us/hop", "RTF", "invoke/16ms")
+    file_us = lambda r: f"{r['file_hop']['median_us']:.1f}" if "file_hop" in r else "-"
     rows = [(r["preset"], r["dtype"], f"{r['parameters']:,}", f"{r['macs_per_frame'] / 1e6:.3f}",
              f"{r['size_kib']:.0f}", f"{r['invoke']['median_us']:.1f}",
              f"{r['invoke']['p99_us']:.1f}", f"{r['hop']['median_us']:.1f}",
-             f"{r['hop']['p99_us']:.1f}", f"{r['rtf']:.4f}",
+             f"{r['hop']['p99_us']:.1f}", file_us(r), f"{r['rtf']:.4f}",
              f"{100 * r['invoke_fraction_of_hop']:.2f} %") for r in report["results"]]
     w = [max(len(x) for x in col) for col in zip(head, *rows)]
     fmt = lambda cells: "| " + " | ".join(c.rjust(n) for c, n in zip(cells, w)) + " |"
@@ -140,8 +229,21 @@ def main(argv=None):
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--json", help="write the JSON report here (default: print it)")
     p.add_argument("--keep", help="keep the exported files in this folder")
+    p.add_argument("--baseline", help="another tinyse_tf checkout to measure side by side")
+    p.add_argument("--rounds", type=int, default=3,
+                   help="with --baseline: alternating runs of each (default 3)")
     args = p.parse_args(argv)
-    report = run(args.presets, args.frames, args.threads, args.keep)
+    if args.baseline:
+        ours, theirs = [], []
+        for i in range(args.rounds):
+            print(f"round {i + 1}/{args.rounds}: baseline, then this tree", file=sys.stderr)
+            theirs.append(run_baseline(args.baseline, args.presets, args.frames, args.threads))
+            ours.append(run(args.presets, args.frames, args.threads, args.keep))
+        report = _median_of_rounds(ours)
+        report["baseline"] = {"checkout": str(args.baseline), **_median_of_rounds(theirs)}
+        report["this_over_baseline"] = compare(report, report["baseline"])
+    else:
+        report = run(args.presets, args.frames, args.threads, args.keep)
     student = [r for r in report["results"] if r["preset"] == "student" and r["dtype"] == "int8"]
     if student:
         r = student[0]
@@ -155,6 +257,13 @@ def main(argv=None):
     else:
         print(text)
     print(table(report))
+    if args.baseline:
+        print(f"\nbaseline ({args.baseline}):")
+        print(table(report["baseline"]))
+        print("\nthis tree / baseline (median over rounds):")
+        for key, v in report["this_over_baseline"].items():
+            print(f"  {key:22s} " + "  ".join(f"{k} {v[k]['ratio']:.2f}" for k in TIMINGS if k in v))
+    print("int8 / float32 (median):", json.dumps(report["int8_over_float32"]))
     if student:
         print(report["student_int8_summary"])
 

@@ -196,7 +196,7 @@ def test_enhance_works_at_any_rate_and_channel_count(tflite, tmp_path, name):
 
 
 def test_tflite_output_equals_streaming_enhancer(tflite, tmp_path):
-    from tinyse_tf.streaming import StreamingEnhancer
+    from tinyse_tf.runtime import StreamingEnhancer
 
     x = speechy(16000, 1.7, seed=3)
     sf.write(tmp_path / "x.wav", x, 16000, subtype="FLOAT")

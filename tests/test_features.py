@@ -4,7 +4,7 @@ import pytest
 from tinyse_tf._tf import tf
 from tinyse_tf.constants import HOP, N_BINS, N_FFT, N_MELS
 from tinyse_tf.dsp import (FrameAnalyzer, FrameSynthesizer, mel_matrix, mel_to_linear_matrix,
-                           np_mel_features, sqrt_hann)
+                           np_mel_features, rowwise_matmul, sqrt_hann)
 from tinyse_tf.features import istft, mel_features, stft
 
 
@@ -58,14 +58,23 @@ def test_dsp_module_does_not_need_tensorflow():
     assert out.stdout.split() == ["False", "False"]
 
 
+def test_mel_features_do_not_depend_on_how_many_frames_at_once(audio):
+    spec = FrameAnalyzer().push(audio[:(len(audio) // HOP) * HOP])
+    whole = np_mel_features(spec)
+    np.testing.assert_array_equal(whole, np.stack([np_mel_features(s) for s in spec]))
+    np.testing.assert_array_equal(rowwise_matmul(whole, mel_to_linear_matrix()),
+                                  np.stack([w @ mel_to_linear_matrix() for w in whole]))
+
+
 def test_frame_path_matches_tf_path(audio):
     n = (len(audio) // HOP) * HOP
     x = audio[:n]
     spec_tf = stft(tf.constant(x[None])).numpy()[0, :n // HOP]
     feats_tf = mel_features(tf.constant(spec_tf[None])).numpy()[0, ..., 0]
     ana = FrameAnalyzer()
-    spec_np = np.stack([ana.push(x[i:i + HOP]) for i in range(0, n, HOP)])
+    spec_np = np.concatenate([ana.push(x[i:i + HOP]) for i in range(0, n, HOP)])
     np.testing.assert_allclose(spec_np, spec_tf, atol=2e-4)
+    np.testing.assert_array_equal(FrameAnalyzer().push(x), spec_np)  # k hops at once: same frames
     np.testing.assert_allclose(np_mel_features(spec_np), feats_tf, rtol=1e-4, atol=1e-4)
 
 
@@ -76,10 +85,13 @@ def test_frame_synthesis_reconstructs_with_fixed_delay(audio):
     y = np.concatenate([syn.push(ana.push(x[i:i + HOP])) for i in range(0, n, HOP)])
     delay = N_FFT - HOP
     np.testing.assert_allclose(y[delay:], x[:n - delay], atol=1e-5)
+    ana.reset(), syn.reset()
+    np.testing.assert_array_equal(syn.push(ana.push(x)), y)  # k hops at once: same samples
 
 
 def test_frame_path_rejects_wrong_sizes():
-    with pytest.raises(ValueError, match="256 samples"):
+    with pytest.raises(ValueError, match="multiple of 256 samples"):
         FrameAnalyzer().push(np.zeros(100, np.float32))
+    assert FrameAnalyzer().push(np.zeros(0, np.float32)).shape == (0, 257)
     with pytest.raises(ValueError, match="257 bins"):
         FrameSynthesizer().push(np.zeros(10, np.complex64))

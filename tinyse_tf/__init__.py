@@ -14,7 +14,9 @@ Public API (each name's docstring states its shapes):
   ``mel_to_linear_matrix``
 * losses and training: ``psa_loss``, ``similarity_kd_loss``, ``gram``, ``Distiller``,
   ``PhaseSwitch``
-* inference: ``enhance`` (offline Keras), ``StreamingEnhancer`` (exported .tflite, frame by frame)
+* running models (``tinyse_tf.runtime``): ``enhance`` (offline Keras), ``StreamingEnhancer``
+  (exported .tflite, frame by frame), ``FrameStream`` (the hop path around any frame model),
+  ``TfliteFrameModel``, ``run_frames``
 """
 import importlib
 import os
@@ -32,8 +34,11 @@ _LAZY = {
     "mel_mask_to_linear": "tinyse_tf.features",
     "mel_matrix": "tinyse_tf.dsp",
     "mel_to_linear_matrix": "tinyse_tf.dsp",
-    "enhance": "tinyse_tf.inference",
-    "StreamingEnhancer": "tinyse_tf.streaming",
+    "enhance": "tinyse_tf.runtime.offline",
+    "StreamingEnhancer": "tinyse_tf.runtime",
+    "FrameStream": "tinyse_tf.runtime",
+    "TfliteFrameModel": "tinyse_tf.runtime",
+    "run_frames": "tinyse_tf.runtime",
     "gram": "tinyse_tf.losses",
     "psa_loss": "tinyse_tf.losses",
     "similarity_kd_loss": "tinyse_tf.losses",

@@ -9,8 +9,8 @@ variable. Schedules:
   before ``switch_epoch`` and gamma = 0 (PSA only, the teacher is not run) from it on.
 """
 from tinyse_tf._tf import keras, tf
-from tinyse_tf.features import mel_features, mel_mask_to_linear, stft
-from tinyse_tf.losses import GRANULARITIES, psa_loss, similarity_kd_loss
+from tinyse_tf.features import analyze, stft
+from tinyse_tf.losses import GRANULARITIES, psa_mel_loss, similarity_kd_loss
 from tinyse_tf.models.cruse import BLOCK_NAMES, block_outputs_model
 
 
@@ -71,10 +71,9 @@ class Distiller(keras.Model):
 
     def _compute_losses(self, data, training):
         noisy, clean = data
-        noisy_spec, clean_spec = stft(noisy), stft(clean)
-        feats = mel_features(noisy_spec)
+        (noisy_spec, feats), clean_spec = analyze(noisy), stft(clean)
         student_out = self._student_blocks(feats, training=training)
-        mask = mel_mask_to_linear(student_out[-1])
+        mask = student_out[-1]
         gamma = self.gamma
         if self.teacher is None:
             kd = tf.zeros([], tf.float32)
@@ -89,9 +88,9 @@ class Distiller(keras.Model):
         # Step 1 (gamma == 1) takes only the KD branch and PSA is computed inside the other one:
         # the clean target cannot reach the gradient, not even as 0 * NaN.
         loss = tf.cond(gamma >= 1.0, lambda: kd,
-                       lambda: gamma * kd + (1.0 - gamma) * psa_loss(clean_spec, noisy_spec, mask))
+                       lambda: gamma * kd + (1.0 - gamma) * psa_mel_loss(clean_spec, noisy_spec, mask))
         # Logged in every phase, outside the gradient.
-        psa = psa_loss(clean_spec, noisy_spec, tf.stop_gradient(mask))
+        psa = psa_mel_loss(clean_spec, noisy_spec, tf.stop_gradient(mask))
         return loss, kd, psa
 
     def _record(self, loss, kd, psa):

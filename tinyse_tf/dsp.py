@@ -70,38 +70,34 @@ def mel_to_linear_matrix() -> np.ndarray:
     return out.astype(np.float32)
 
 
-def np_mel_features(spec_frame: np.ndarray) -> np.ndarray:
-    """Compressed mel features of STFT frames: complex [..., 257] -> float32 [..., 80]."""
-    mel = np.abs(spec_frame).astype(np.float32) @ mel_matrix()
-    return np.power(np.maximum(mel, MEL_FLOOR), COMPRESSION).astype(np.float32)
+def rowwise_matmul(x: np.ndarray, matrix: np.ndarray) -> np.ndarray:
+    """``x @ matrix`` one row at a time: [k, n] @ [n, m] -> [k, m] float32.
 
-
-class FrameAnalyzer:
-    """Streaming analysis: push HOP samples, get one STFT frame (complex64 [257]).
-
-    Keeps the last ``N_FFT - HOP`` samples as state (zeros at start, as in ``stft``).
+    A dense ``x @ m`` goes through BLAS, whose summation order depends on the number of rows, so
+    a stream's output would change in the last bit with its chunk sizes (one hop or a block of
+    hops per call). Row by row, every frame is computed the same way, whatever the chunking.
     """
-
-    def __init__(self):
-        self._window = sqrt_hann()
-        self.reset()
-
-    def reset(self):
-        self._buffer = np.zeros(N_FFT, dtype=np.float32)
-
-    def push(self, hop: np.ndarray) -> np.ndarray:
-        if hop.shape != (HOP,):
-            raise ValueError(f"FrameAnalyzer.push expects {HOP} samples, got shape {hop.shape}")
-        self._buffer = np.concatenate([self._buffer[HOP:], hop.astype(np.float32)])
-        return np.fft.rfft(self._buffer * self._window).astype(np.complex64)
+    x = np.asarray(x, np.float32).reshape(-1, matrix.shape[0])
+    if len(x) == 1:
+        return np.dot(x[0], matrix)[None]
+    out = np.empty((x.shape[0], matrix.shape[1]), np.float32)
+    for i, row in enumerate(x):
+        np.dot(row, matrix, out=out[i])
+    return out
 
 
-class FrameSynthesizer:
-    """Streaming overlap-add: push one STFT frame (complex [257]), get HOP finished samples.
+def np_mel_features(spec_frames: np.ndarray) -> np.ndarray:
+    """Compressed mel features of STFT frames: complex [..., 257] -> float32 [..., 80]
+    (computed frame by frame, see ``rowwise_matmul``)."""
+    spec_frames = np.asarray(spec_frames)
+    mel = rowwise_matmul(np.abs(spec_frames), mel_matrix())
+    mel = np.power(np.maximum(mel, MEL_FLOOR), COMPRESSION, dtype=np.float32)
+    return mel.reshape(spec_frames.shape[:-1] + (N_MELS,))
 
-    The samples returned for frame ``t`` are the input samples of frame ``t - 1``'s second half,
-    i.e. the output lags the input by ``N_FFT - HOP`` samples.
-    """
+
+class _FrameTail:
+    """Base of the streaming analysis / synthesis: the sqrt-Hann window and a tail of
+    ``N_FFT - HOP`` samples carried from one call to the next (zeros at start)."""
 
     def __init__(self):
         self._window = sqrt_hann()
@@ -110,10 +106,44 @@ class FrameSynthesizer:
     def reset(self):
         self._tail = np.zeros(N_FFT - HOP, dtype=np.float32)
 
-    def push(self, spec_frame: np.ndarray) -> np.ndarray:
-        if spec_frame.shape != (N_BINS,):
-            raise ValueError(f"FrameSynthesizer.push expects {N_BINS} bins, got {spec_frame.shape}")
-        frame = np.fft.irfft(spec_frame, n=N_FFT).astype(np.float32) * self._window
-        out = self._tail[:HOP] + frame[:HOP]
-        self._tail = np.concatenate([self._tail[HOP:], np.zeros(HOP, np.float32)]) + frame[HOP:]
-        return out
+
+class FrameAnalyzer(_FrameTail):
+    """Streaming analysis: push k hops (k * HOP samples), get their k STFT frames (complex64
+    [k, 257]), computed in one vectorised rfft.
+
+    Keeps the last ``N_FFT - HOP`` samples as state (zeros at start, as in ``stft``).
+    """
+
+    def push(self, hops: np.ndarray) -> np.ndarray:
+        hops = np.asarray(hops, np.float32).reshape(-1)
+        if hops.size % HOP:
+            raise ValueError(f"FrameAnalyzer.push expects a multiple of {HOP} samples, "
+                             f"got {hops.size}")
+        if not hops.size:
+            return np.zeros((0, N_BINS), np.complex64)
+        buf = np.concatenate([self._tail, hops])  # (k + 1) hops; N_FFT = 2 * HOP
+        self._tail = buf[buf.size - (N_FFT - HOP):]
+        frames = np.concatenate([buf[:-HOP].reshape(-1, HOP), buf[HOP:].reshape(-1, HOP)], axis=1)
+        return np.fft.rfft(frames * self._window, axis=-1).astype(np.complex64, copy=False)
+
+
+class FrameSynthesizer(_FrameTail):
+    """Streaming overlap-add: push k STFT frames (complex [k, 257]), get k * HOP finished samples.
+
+    The samples returned for frame ``t`` are the input samples of frame ``t - 1``'s second half,
+    i.e. the output lags the input by ``N_FFT - HOP`` samples (``N_FFT = 2 * HOP``).
+    """
+
+    def push(self, spec_frames: np.ndarray) -> np.ndarray:
+        spec_frames = np.asarray(spec_frames)
+        if spec_frames.ndim != 2 or spec_frames.shape[1] != N_BINS:
+            raise ValueError(f"FrameSynthesizer.push expects frames of {N_BINS} bins [k, "
+                             f"{N_BINS}], got shape {spec_frames.shape}")
+        frames = np.fft.irfft(spec_frames, n=N_FFT, axis=-1).astype(np.float32) * self._window
+        heads, tails = frames[:, :HOP], frames[:, HOP:]
+        out = heads.copy()
+        if len(frames):
+            out[0] += self._tail
+            out[1:] += tails[:-1]
+            self._tail = tails[-1].copy()
+        return out.reshape(-1)

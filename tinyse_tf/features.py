@@ -62,3 +62,20 @@ def mel_mask_to_linear(mask):
 def apply_mask(spec, mask_linear):
     """Apply a real linear-grid mask [b, t, 257] to a complex STFT [b, t, 257] (noisy phase kept)."""
     return spec * tf.cast(mask_linear, spec.dtype)
+
+
+def analyze(audio):
+    """The model's view of a signal: (STFT, features).
+
+    Shape: audio [b, n] float32 -> (complex64 [b, t, 257], float32 [b, t, 80, 1]), t = ceil(n/256)+1.
+    """
+    spec = stft(audio)
+    return spec, mel_features(spec)
+
+
+def synthesize(spec, mel_mask, length):
+    """Apply a model's mel-grid mask to the noisy STFT (noisy phase kept) and return the signal.
+
+    Shape: spec complex64 [b, t, 257], mel_mask [b, t, 80, 1] -> float32 [b, length].
+    """
+    return istft(apply_mask(spec, mel_mask_to_linear(mel_mask)), length)

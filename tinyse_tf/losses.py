@@ -14,6 +14,7 @@ sizes 40+20+10+5 encoder, 5 bottleneck, 10+20+40+80 decoder = 230) one such buff
 126*230*32*32*4 B = 119 MB, and a few of them are retained.
 """
 from tinyse_tf._tf import tf
+from tinyse_tf.features import mel_mask_to_linear
 
 # Gram contraction per granularity: the product runs over every axis missing from the output, so the
 # channel axis (which differs between teacher and student) is always contracted away.
@@ -60,6 +61,14 @@ def psa_loss(clean_stft, noisy_stft, mask):
     # The model may run in mixed precision; the loss is always float32.
     estimate = tf.cast(mask, tf.float32) * noisy_mag
     return tf.reduce_mean(tf.square(estimate - target))
+
+
+def psa_mel_loss(clean_stft, noisy_stft, mel_mask):
+    """``psa_loss`` of a model's mel-grid mask, mapped to the linear grid first.
+
+    Shape: clean_stft, noisy_stft complex64 [b, t, 257]; mel_mask float [b, t, 80, 1].
+    """
+    return psa_loss(clean_stft, noisy_stft, mel_mask_to_linear(mel_mask))
 
 
 def gram(x, granularity):

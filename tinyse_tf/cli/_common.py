@@ -165,7 +165,7 @@ def open_stream_tflite(path, num_threads: int = 1):
     path = check_model_path(path)
     fix = ("give a *_stream_float32.tflite or *_stream_int8_*.tflite written by `tinyse export` "
            "(tinyse_tf.export.quantize.export_model)")
-    from tinyse_tf.streaming import ContractError, StreamingEnhancer
+    from tinyse_tf.runtime import ContractError, StreamingEnhancer
 
     try:
         with native_stderr_captured():

@@ -262,20 +262,18 @@ def enhance_file(job: Job, engine, note=None) -> int:
 def _make_engines(model_path, threads: int, max_offline_s: float):
     """A function ``seconds -> engine`` for the model (loaded once)."""
     if is_tflite(model_path):
-        from tinyse_tf.cli._engines import TfliteEngine
-
-        engine = TfliteEngine(open_stream_tflite(model_path, num_threads=threads))
+        engine = open_stream_tflite(model_path, num_threads=threads)
         return lambda seconds: engine
-    from tinyse_tf.cli._engines import KerasOfflineEngine, KerasStreamEngine
+    model, _cfg = load_keras_model(model_path)  # starts TensorFlow quietly: import after it
+    from tinyse_tf.runtime.keras import keras_stream
+    from tinyse_tf.runtime.offline import OfflineEnhancer
 
-    model, _cfg = load_keras_model(model_path)
     cache = {}
 
     def pick(seconds: float):
         kind = "offline" if seconds <= max_offline_s else "stream"
         if kind not in cache:
-            cache[kind] = (KerasOfflineEngine(model) if kind == "offline"
-                           else KerasStreamEngine(model))
+            cache[kind] = OfflineEnhancer(model) if kind == "offline" else keras_stream(model)
         return cache[kind]
 
     return pick

@@ -118,7 +118,7 @@ def run(args) -> int:
     except ImportError as e:
         raise CliError(f"the export module is not available ({one_line(e)}); this installation "
                        "of tinyse_tf cannot export", code=1) from None
-    from tinyse_tf.export.streaming_graph import Int8ExportError, check_int8_exportable
+    from tinyse_tf.models.config import Int8ExportError, check_int8_exportable
 
     if int8:
         try:

@@ -57,12 +57,11 @@ def _percentiles(ns) -> dict:
 
 def time_frames(run_frame, process_hop, frames: int, warmup: int = 20) -> dict:
     """Per-frame wall time of ``run_frame(features[80])`` and ``process_hop(hop[256])``."""
-    from tinyse_tf.dsp import FrameAnalyzer, np_mel_features
+    from tinyse_tf.runtime import signal_features
 
     rng = np.random.default_rng(0)
     audio = (0.05 * rng.standard_normal(HOP * (frames + warmup))).astype(np.float32)
-    an = FrameAnalyzer()
-    feats = [np_mel_features(an.push(audio[k * HOP:(k + 1) * HOP])) for k in range(frames + warmup)]
+    feats = signal_features(audio)
     model_ns, hop_ns = [], []
     for k, f in enumerate(feats):
         t0 = time.perf_counter_ns()
@@ -90,12 +89,12 @@ def _time_keras(model, frames: int) -> dict:
     """Float32 streaming TFLite converted in memory; the Keras graph if conversion fails."""
     try:
         from tinyse_tf.export.quantize import convert_float
-        from tinyse_tf.export.streaming_graph import build_edge_streaming_model
-        from tinyse_tf.streaming import StreamingEnhancer
+        from tinyse_tf.models.streaming import build_streaming_model
+        from tinyse_tf.runtime import StreamingEnhancer
 
         with native_stderr_captured(), warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            flat = convert_float(build_edge_streaming_model(model))
+            flat = convert_float(build_streaming_model(model))
             fd, tmp = tempfile.mkstemp(suffix=".tflite")
             try:
                 with os.fdopen(fd, "wb") as f:
@@ -107,9 +106,9 @@ def _time_keras(model, frames: int) -> dict:
                 **_time_tflite(se, frames)}
     except Exception as e:  # conversion unavailable: time the Keras graph instead
         reason = f"{type(e).__name__}: {one_line(e, 120)}"
-    from tinyse_tf.cli._engines import KerasStreamEngine
+    from tinyse_tf.runtime.keras import keras_stream
 
-    eng = KerasStreamEngine(model)
+    eng = keras_stream(model)
     out = time_frames(eng.run_frame, eng.process, frames)
     return {"runtime": f"Keras single-frame graph (TFLite conversion failed: {reason})", **out}
 
@@ -119,13 +118,13 @@ def _config_from_states(inputs: dict) -> dict:
     """Architecture recovered from the state shapes of a streaming .tflite."""
     shapes = {n: [int(x) for x in d["shape"]] for n, d in inputs.items() if n != "features"}
     try:
-        ch = [shapes[f"enc{i}_buf"][-1] for i in (2, 3, 4)] + [shapes["dec1_buf"][-1]]
+        ch = ([shapes[f"enc{i}_conv_state"][-1] for i in (2, 3, 4)]
+              + [shapes["dec1_deconv_state"][-1]])
+        gru_units = int(np.prod(shapes["gru_state"][1:]))
     except KeyError:
         return {}
-    groups = sorted(n for n in shapes if n.startswith("gru_state"))
     norm = "cln" if any(n.endswith("_norm_state") for n in shapes) else None
-    return {"channels": ch, "gru_groups": len(groups), "norm": norm,
-            "gru_units": sum(int(np.prod(shapes[g][1:])) for g in groups)}
+    return {"channels": ch, "norm": norm, "gru_units": gru_units}
 
 
 def facts_keras(path: Path) -> tuple[dict, object]:
@@ -169,7 +168,7 @@ def facts_tflite(path: Path) -> tuple[dict, object]:
     from tinyse_tf.models.complexity import MACS_RULE
 
     facts["macs_rule"] = MACS_RULE
-    if facts["macs_per_frame"] is None and cfg.get("channels"):
+    if facts["macs_per_frame"] is None and cfg.get("channels") and cfg.get("gru_groups"):
         from tinyse_tf.models.complexity import macs_per_frame
         from tinyse_tf.models.config import CruseConfig
 

@@ -1,12 +1,14 @@
 """Export of trained models: streaming graphs, float/int8 TFLite conversion and Edge TPU checks.
 
+The graph converted is the model's own single-frame graph (``tinyse_tf.models.streaming``, Edge
+TPU ops only); the int8 norm rule is ``tinyse_tf.models.check_int8_exportable``.
+
 Modules (docs/EXPORT.md, docs/EDGETPU.md):
 
-* ``streaming_graph``: Edge TPU-safe single-frame graph (sub-pixel decoder, LeakyReLU as MAXIMUM,
-  batch norm folded), the int8 norm rule (``check_int8_exportable``, ``Int8ExportError``);
 * ``quantize``: ``export_model`` (float32 / int8 PTQ / int8 QAT files), conversion helpers;
 * ``qat``: quantization-aware fine-tuning of the sequence model (tensorflow-model-optimization);
-* ``calibration``: representative frames from real noisy audio, run in closed loop;
+* ``calibration``: representative frames from real noisy audio, run in closed loop through the
+  runtime's frame loop (``tinyse_tf.runtime``);
 * ``contract``: the ``<stem>.io_contract.json`` contents and the full-int8 verification;
 * ``edgetpu_check`` / ``tflite_ops``: static Edge TPU check of a ``.tflite`` file.
 

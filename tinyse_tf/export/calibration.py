@@ -2,9 +2,9 @@
 
 A streaming model's inputs are the current feature frame *and* its states, so a representative
 sample must hold states the model itself produces. ``closed_loop_samples`` runs the float
-streaming ``.tflite`` over whole noisy signals, frame by frame, feeding each frame's new states
-back in, and keeps (a subset of) the (features, states) it saw: exactly the inputs the int8 model
-will meet at run time.
+streaming ``.tflite`` over whole noisy signals through the runtime's frame loop, feeding each
+frame's new states back in, and keeps (a subset of) the (features, states) it saw: exactly the
+inputs the int8 model will meet at run time.
 """
 from __future__ import annotations
 
@@ -64,47 +64,35 @@ def _crop(x, n, rng):
     return x[start:start + n].astype(np.float32)
 
 
-def feature_frames(audio) -> np.ndarray:
-    """Compressed mel features of one signal, as the model sees them: [t, 80] float32.
-
-    Uses the TensorFlow path (``stft`` + ``mel_features``), which the tests show equals the
-    frame-by-frame numpy path of the streaming wrapper.
-    """
-    from tinyse_tf._tf import tf
-    from tinyse_tf.features import mel_features, stft
-
-    audio = _as_audio(audio)
-    return mel_features(stft(tf.constant(audio[None])))[0, :, :, 0].numpy()
-
-
 def closed_loop_samples(float_model_content: bytes, audios, max_samples: int = 1000,
                         seed: int = 0) -> list[dict]:
     """Representative samples of a streaming model: inputs seen while enhancing ``audios``.
+
+    Each signal runs through the runtime's frame loop (``tinyse_tf.runtime.run_frames``) on the
+    float streaming file, states starting at zero, with the features the streaming runtime
+    computes (``signal_features``); the inputs of every frame are recorded.
 
     Args:
         float_model_content: the float32 streaming ``.tflite`` (inputs ``features`` + states,
             outputs ``mask`` + ``<state>_out``).
         audios: noisy signals (1-D arrays at 16 kHz or file paths).
         max_samples: keep at most this many frames, drawn uniformly without replacement over all
-            frames of all signals (states start at zero at the start of every signal).
+            frames of all signals.
     Returns:
         list of ``{input name: float32 array}`` dicts (signature names).
     """
-    from tinyse_tf.export.contract import make_interpreter
+    from tinyse_tf.runtime import TfliteFrameModel, run_frames, signal_features
 
-    runner = make_interpreter(float_model_content).get_signature_runner()
-    details = runner.get_input_details()
-    state_names = [n for n in details if n != "features"]
+    model = TfliteFrameModel(model_content=float_model_content)
+    shape = model.inputs["features"].shape
     samples = []
+
+    def record(frame_model, frame):
+        samples.append({"features": frame.reshape(shape), **frame_model.states()})
+
     for audio in audios:
-        feats = feature_frames(audio)
-        states = {n: np.zeros(details[n]["shape"], np.float32) for n in state_names}
-        for frame in feats:
-            x = {"features": frame.reshape(details["features"]["shape"]).astype(np.float32),
-                 **states}
-            samples.append(x)
-            out = runner(**x)
-            states = {n: out[f"{n}_out"] for n in state_names}
+        model.reset()
+        run_frames(model, signal_features(_as_audio(audio)), observe=record)
     if not samples:
         raise ValueError("no audio given for calibration")
     if len(samples) > max_samples:

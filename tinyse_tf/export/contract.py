@@ -14,11 +14,10 @@ import numpy as np
 
 from tinyse_tf.constants import HOP, N_FFT, N_MELS, SAMPLE_RATE
 from tinyse_tf.export.tflite_ops import read_model_bytes
-
-CONTRACT_SUFFIX = ".io_contract.json"
-#: Output lags input by N_FFT - HOP samples; a sample also waits up to one hop to fill a frame.
-STREAM_DELAY_SAMPLES = N_FFT - HOP
-ALGORITHMIC_LATENCY_SAMPLES = N_FFT
+from tinyse_tf.runtime.contract import (ALGORITHMIC_LATENCY_SAMPLES, CONTRACT_SUFFIX,
+                                        STATE_OUTPUT_SUFFIX, STREAM_DELAY_SAMPLES,
+                                        same_quantization)
+from tinyse_tf.runtime.tflite import make_interpreter
 
 
 class Int8VerificationError(AssertionError):
@@ -32,18 +31,6 @@ def contract_path(tflite_path) -> Path:
 
 
 # --------------------------------------------------------------------------- interpreter details
-def make_interpreter(model_content: bytes | None = None, model_path=None, num_threads: int = 1,
-                     delegates=None):
-    """An ``ai_edge_litert`` interpreter with tensors allocated."""
-    from ai_edge_litert.interpreter import Interpreter
-
-    interp = Interpreter(model_content=model_content,
-                         model_path=None if model_path is None else str(model_path),
-                         num_threads=num_threads, experimental_delegates=delegates)
-    interp.allocate_tensors()
-    return interp
-
-
 def _io_entry(name: str, d: dict, tensor_names: dict) -> dict:
     scale, zero_point = d["quantization"]
     dtype = np.dtype(d["dtype"]).name
@@ -83,10 +70,9 @@ def io_contract(model_content: bytes, **meta) -> dict:
     in_by_name = {e["name"]: e for e in ins}
     passthrough = {}
     for s in states:
-        a, b = in_by_name[s], out_by_name.get(f"{s}_out")
-        passthrough[s] = bool(b is not None and a["dtype"] == b["dtype"]
-                              and a["zero_point"] == b["zero_point"]
-                              and _same_scale(a["scale"], b["scale"]))
+        a, b = in_by_name[s], out_by_name.get(s + STATE_OUTPUT_SUFFIX)
+        passthrough[s] = bool(b is not None and a["dtype"] == b["dtype"] and same_quantization(
+            a["scale"], a["zero_point"], b["scale"], b["zero_point"]))
     return {
         "format": "tinyse_tf streaming TFLite v1",
         **meta,
@@ -101,7 +87,7 @@ def io_contract(model_content: bytes, **meta) -> dict:
         "inputs": ins,
         "outputs": outs,
         "states": states,
-        "state_output_suffix": "_out",
+        "state_output_suffix": STATE_OUTPUT_SUFFIX,
         "state_init": "zeros (quantized: the zero point)",
         "state_passthrough": passthrough,
         "features": "(|rfft(sqrt_hann * frame)| @ mel[257, 80]) ** 0.3, shape [1, 1, 80, 1]",
@@ -109,12 +95,6 @@ def io_contract(model_content: bytes, **meta) -> dict:
                 "mel_to_linear_matrix() [80, 257], applied to the noisy STFT frame",
         "signature": "serving_default (address every tensor by name)",
     }
-
-
-def _same_scale(a, b) -> bool:
-    if a is None or b is None:
-        return a is b
-    return abs(a - b) <= 1e-6 * max(abs(a), abs(b))
 
 
 # --------------------------------------------------------------------------- int8 verification

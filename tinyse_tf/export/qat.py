@@ -2,11 +2,12 @@
 
 ``qat_finetune(model, dataset, steps)``:
 
-1. annotates every layer for 8-bit QAT; the default registry covers Conv2D, Conv2DTranspose,
-   Add, LeakyReLU, padding/cropping/reshape and the sigmoid; two QuantizeConfigs cover the
-   layers it lacks: ``FrameLayerNorm`` (output range) and ``keras.layers.RNN(GroupedGRUCell)``
-   (all 24 gate Dense kernels, symmetric per-tensor int8, plus the output range; the gate
-   arithmetic inside the cell is simulated in float);
+1. annotates every layer for 8-bit QAT; the default registry covers the 1x1 skip convs, Add,
+   reshape and the sigmoid; the causal convs get tfmot's conv / transposed-conv configs
+   (per-channel / per-tensor int8 kernels and the output range), ``FrameLayerNorm`` and
+   ``MaxLeakyReLU`` an output range, and ``GroupedGRU`` its gate Dense kernels (symmetric
+   per-tensor int8) plus the output range (the gate arithmetic inside the cell is simulated in
+   float);
 2. calibrates every activation range from the float model on real audio before training
    (tfmot starts ranges at +-6 and moves them by an EMA with decay 0.999, far too slowly for a
    short fine-tune, shared/docs/EDGE.md);
@@ -25,11 +26,10 @@ import itertools
 import numpy as np
 
 from tinyse_tf._tf import keras, tf
-from tinyse_tf.export.streaming_graph import check_int8_exportable
-from tinyse_tf.features import mel_features, mel_mask_to_linear, stft
-from tinyse_tf.losses import psa_loss
+from tinyse_tf.features import analyze, mel_features, stft
+from tinyse_tf.losses import psa_mel_loss
+from tinyse_tf.models.config import check_int8_exportable
 from tinyse_tf.models.cruse import config_from_model
-from tinyse_tf.models.layers import FrameLayerNorm, GroupedGRUCell
 
 
 def _tfmot():
@@ -73,8 +73,8 @@ def _configs():
             return {}
 
     class NamedLastValueQuantizer(q.LastValueQuantizer):
-        """LastValueQuantizer whose range variables get a unique name (all 24 cell kernels
-        are called 'kernel', which would give 24 'kernel_min' variables)."""
+        """LastValueQuantizer whose range variables get a unique name (all the cell's kernels
+        are called 'kernel', which would give several 'kernel_min' variables)."""
 
         def __init__(self, var_name, **kwargs):
             super().__init__(**kwargs)
@@ -86,8 +86,8 @@ def _configs():
         def get_config(self):
             return {**super().get_config(), "var_name": self.var_name}
 
-    class GroupedGRU(OutputRange):
-        """``keras.layers.RNN(GroupedGRUCell)``: int8 gate kernels and the output range."""
+    class GroupedGRUConfig(OutputRange):
+        """``GroupedGRU``: int8 gate kernels and the output range."""
 
         def _dense(self, layer):
             cell = layer.cell
@@ -104,16 +104,31 @@ def _configs():
             for (_, d), w in zip(self._dense(layer), quantize_weights):
                 d.kernel = w
 
-    _configs.cache = {"OutputRange": OutputRange, "GroupedGRU": GroupedGRU,
+    _configs.cache = {"OutputRange": OutputRange, "GroupedGRUConfig": GroupedGRUConfig,
                       "NamedLastValueQuantizer": NamedLastValueQuantizer}
     return _configs.cache
 
 
-def _scope_objects():
+def _quantize_config(layer):
+    """The QuantizeConfig for a layer's ``qat_kind`` (``tinyse_tf.models.layers``), or None for
+    the layers tfmot's default registry knows."""
+    from tensorflow_model_optimization.python.core.quantization.keras.default_8bit import (
+        default_8bit_quantize_registry as registry)
+
+    kind = getattr(layer, "qat_kind", None)
+    if kind is None:
+        return None
     c = _configs()
-    return {"OutputRange": c["OutputRange"], "GroupedGRU": c["GroupedGRU"],
-            "NamedLastValueQuantizer": c["NamedLastValueQuantizer"],
-            "GroupedGRUCell": GroupedGRUCell, "FrameLayerNorm": FrameLayerNorm}
+    make = {
+        "conv": lambda: registry.Default8BitConvQuantizeConfig(["kernel"], ["activation"], False),
+        "conv_transpose": lambda: registry.Default8BitConvTransposeQuantizeConfig(
+            ["kernel"], ["activation"], False),
+        "output": c["OutputRange"],
+        "gru": c["GroupedGRUConfig"],
+    }
+    if kind not in make:
+        raise ValueError(f"layer {layer.name}: unknown qat_kind {kind!r}; choose from {sorted(make)}")
+    return make[kind]()
 
 
 def quantize_aware_model(model: keras.Model) -> keras.Model:
@@ -122,22 +137,18 @@ def quantize_aware_model(model: keras.Model) -> keras.Model:
     Raises ``Int8ExportError`` for cLN models (no bounded int8 range exists).
     """
     check_int8_exportable(config_from_model(model))
-    qk, c = _tfmot(), _configs()
+    qk = _tfmot()
 
     def annotate(layer):
         new = layer.__class__.from_config(layer.get_config())
-        if isinstance(layer, FrameLayerNorm):
-            return qk.quantize_annotate_layer(new, c["OutputRange"]())
-        if isinstance(layer, keras.layers.RNN) and isinstance(layer.cell, GroupedGRUCell):
-            return qk.quantize_annotate_layer(new, c["GroupedGRU"]())
-        return qk.quantize_annotate_layer(new)
+        return qk.quantize_annotate_layer(new, _quantize_config(layer))
 
     annotated = keras.models.clone_model(model, clone_function=annotate)
     for layer in annotated.layers:
         inner = getattr(layer, "layer", layer)
         if inner.weights:
             inner.set_weights(model.get_layer(inner.name).get_weights())
-    with qk.quantize_scope(_scope_objects()):
+    with qk.quantize_scope(_configs()):  # the layers are registered Keras objects
         return qk.quantize_apply(annotated)
 
 
@@ -260,9 +271,8 @@ def qat_finetune(model: keras.Model, dataset, steps: int = 200, learning_rate: f
     @tf.function
     def train_step(noisy, clean):
         with tf.GradientTape() as tape:
-            ns, cs = stft(noisy), stft(clean)
-            mask = qat(mel_features(ns), training=True)
-            loss = psa_loss(cs, ns, mel_mask_to_linear(mask))
+            (ns, features), cs = analyze(noisy), stft(clean)
+            loss = psa_mel_loss(cs, ns, qat(features, training=True))
         grads = tape.gradient(loss, variables)
         opt.apply_gradients(zip(grads, variables))
         return loss

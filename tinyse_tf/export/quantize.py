@@ -1,7 +1,7 @@
 """TFLite conversion of the streaming graph: float32, full-int8 PTQ and full-int8 QAT.
 
-Every file is converted from the Edge TPU-safe single-frame graph
-(``tinyse_tf.export.streaming_graph.build_edge_streaming_model``):
+Every file is converted from the single-frame graph of the model
+(``tinyse_tf.models.streaming.build_streaming_model``, whose ops are all on the Edge TPU list):
 
 * ``float32``: plain conversion (any norm, cLN included).
 * ``int8 PTQ``: the float streaming ``.tflite`` is run in closed loop over real noisy audio
@@ -33,11 +33,13 @@ import numpy as np
 
 from tinyse_tf._tf import keras, tf
 from tinyse_tf.atomic import atomic_open, atomic_write_json
-from tinyse_tf.export.contract import contract_path, io_contract, make_interpreter, verify_full_int8
-from tinyse_tf.export.streaming_graph import build_edge_streaming_model, check_int8_exportable
+from tinyse_tf.export.contract import contract_path, io_contract, verify_full_int8
 from tinyse_tf.export.tflite_ops import read_model_bytes
+from tinyse_tf.models.config import check_int8_exportable
 from tinyse_tf.models.cruse import config_from_model
-from tinyse_tf.models.streaming import state_specs
+from tinyse_tf.models.streaming import OUTPUT_SUFFIX, build_streaming_model, state_specs
+from tinyse_tf.runtime.contract import same_quantization
+from tinyse_tf.runtime.tflite import make_interpreter
 
 INT8_METHODS = ("ptq", "qat")
 _QMIN, _QMAX = -128, 127
@@ -96,7 +98,8 @@ def _signature_tensors(obj) -> tuple[dict, dict]:
 def layer_output_tensors(flat: bytes, layer_name: str) -> list[int]:
     """Indices of the tensors that carry the output of Keras layer ``layer_name`` in a converted
     model: produced by an op of that layer (name path ``.../<layer>/...``), read by an op of
-    another layer, and not the fixed-range output of LOGISTIC/TANH.
+    another layer, and not the fixed-range output of LOGISTIC/TANH; for a final RESHAPE (the
+    sub-pixel decoder's depth-to-space) also its input.
 
     Tensors that are also model outputs are renamed by the converter (``StatefulPartitionedCall:k``)
     and cannot be found this way: ``qat_tensor_ranges`` reaches those through the signature.
@@ -110,8 +113,14 @@ def layer_output_tensors(flat: bytes, layer_name: str) -> list[int]:
             continue
         for t in op.outputs:
             consumers = [o for o in m.ops if t in o.inputs]
-            if any(not any(in_layer(u) for u in c.outputs) for c in consumers) and t not in outs:
+            # Read by another layer, or by a sigmoid / tanh (the converter may move the mask's
+            # sigmoid before the decoder's reshape, fusing their names).
+            external = [c for c in consumers if c.name in ("LOGISTIC", "TANH")
+                        or not any(in_layer(u) for u in c.outputs)]
+            if external and t not in outs:
                 outs.append(t)
+                if op.name == "RESHAPE":  # same-scale op: its input carries the range too
+                    outs.append(op.inputs[0])
     return outs
 
 
@@ -155,7 +164,7 @@ def quantize_calibrated(calibrated: bytes, tensor_ranges: dict | None = None) ->
             if name == "features" or f"{name}_out" not in qout:
                 continue
             (si, zi), (so, zo) = qin[name]["quantization"], qout[f"{name}_out"]["quantization"]
-            if zi != zo or abs(si - so) > 1e-6 * max(si, so):
+            if not same_quantization(si, zi, so, zo):
                 _set_range(tensors[ins[name]], *_int8_range(so, zo))
                 changed = True
         if not changed:
@@ -176,37 +185,26 @@ def convert_int8(stream_model: keras.Model, samples, tensor_ranges=None) -> byte
 
 
 # --------------------------------------------------------------------------- QAT range transfer
-def qat_tensor_ranges(calibrated: bytes, layer_ranges: dict) -> dict:
+def qat_tensor_ranges(calibrated: bytes, layer_ranges: dict, state_sources: dict) -> dict:
     """Map QAT ranges of sequence-model layers onto tensors of a calibrated streaming model.
 
     Args:
         layer_ranges: ``{sequence layer name or "features": (min, max)}`` from
             ``tinyse_tf.export.qat.qat_ranges``.
+        state_sources: ``{state name: sequence layer whose output it holds}`` (the
+            ``state_sources`` of ``build_streaming_model``): those layers' outputs are also state
+            outputs, which the converter renames, so they are found through the signature.
     Returns:
         ``{tensor index: (min, max)}`` for ``quantize_calibrated``.
     """
     obj = _model_object(calibrated)
     ins, outs = _signature_tensors(obj)
-    # Sequence layers whose output is also a state output of the streaming graph (the converter
-    # renames those tensors, so they are found through the signature, not by name).
-    via_signature = {"features": [ins["features"]],
-                     "gru": [t for n, t in outs.items() if n.startswith("gru_state")]}
-    for n in outs:
-        if n.startswith("enc") and n.endswith("_buf_out") and n != "enc1_buf_out":
-            via_signature[f"enc_{int(n[3]) - 1}"] = [outs[n]]  # enc{i}_buf = output of enc_{i-1}
-        if n.startswith("dec") and n.endswith("_buf_out"):
-            via_signature[f"dec{n[3]}_in"] = [outs[n]]  # dec{j}_buf = output of the Add
+    via_signature = {"features": [ins["features"]]}
+    for state, layer in state_sources.items():
+        via_signature.setdefault(layer, []).append(outs[state + OUTPUT_SUFFIX])
     result = {}
     for layer, rng in layer_ranges.items():
-        if layer in via_signature:
-            targets = list(via_signature[layer])
-            if layer == "gru":  # the group outputs, and their concatenation (the GRU output)
-                targets += [t for t in layer_output_tensors(calibrated, "gru_cell")
-                            if obj.subgraphs[0].tensors[t].name.decode().endswith("/concat")]
-        elif layer.endswith("_deconv"):  # the sub-pixel conv (its reshape shares the range)
-            targets = layer_output_tensors(calibrated, layer.replace("_deconv", "_subpixel"))
-        else:
-            targets = layer_output_tensors(calibrated, layer)
+        targets = via_signature.get(layer) or layer_output_tensors(calibrated, layer)
         for t in targets:
             result[t] = rng
     return result
@@ -283,16 +281,16 @@ def export_model(model: keras.Model, out_dir, name: str, int8=INT8_METHODS,
     out_dir = Path(out_dir)
     base_meta = {"name": name, "config": cfg.to_dict(), "norm": cfg.norm,
                  "parameters": int(model.count_params()), "macs_per_frame": macs_per_frame(cfg),
-                 "states_spec": {k: list(v) for k, v in state_specs(cfg).items()}}
+                 "states_spec": {k: list(v) for k, v in state_specs(model).items()}}
     paths = {}
-    edge = build_edge_streaming_model(model)
-    flat = convert_float(edge)
+    stream = build_streaming_model(model)
+    flat = convert_float(stream)
     paths["float32"] = _write(out_dir, f"{name}_stream_float32.tflite", flat,
                               {**base_meta, "quantization": "none", "dtype": "float32"})
     audio = list(representative_audio) if int8 else []
     if "ptq" in int8:
         samples = closed_loop_samples(flat, audio, calibration_frames, seed)
-        q = convert_int8(edge, samples)
+        q = convert_int8(stream, samples)
         paths["int8_ptq"] = _write(out_dir, f"{name}_stream_int8_ptq.tflite", q, {
             **base_meta, "quantization": "ptq", "dtype": "int8", "int8_verified": True,
             "calibration": {"frames": len(samples), "signals": len(audio),
@@ -303,15 +301,16 @@ def export_model(model: keras.Model, out_dir, name: str, int8=INT8_METHODS,
         result = qat_result or qat_finetune(model, qat_dataset, steps=qat_steps,
                                             learning_rate=qat_learning_rate,
                                             calibration_audio=audio[:8])
-        edge_q = build_edge_streaming_model(result.model)
-        samples = closed_loop_samples(convert_float(edge_q), audio, calibration_frames, seed)
+        stream_q = build_streaming_model(result.model)
+        samples = closed_loop_samples(convert_float(stream_q), audio, calibration_frames, seed)
         transferred = {}
 
         def ranges(calibrated):
-            transferred.update(qat_tensor_ranges(calibrated, result.ranges))
+            transferred.update(qat_tensor_ranges(calibrated, result.ranges,
+                                                 stream_q.state_sources))
             return transferred
 
-        q = convert_int8(edge_q, samples, ranges)
+        q = convert_int8(stream_q, samples, ranges)
         paths["int8_qat"] = _write(out_dir, f"{name}_stream_int8_qat.tflite", q, {
             **base_meta, "quantization": "qat", "dtype": "int8", "int8_verified": True,
             "qat": {"steps": result.steps, "learning_rate": result.learning_rate,

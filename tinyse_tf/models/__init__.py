@@ -1,8 +1,14 @@
-"""CRUSE models: config, presets, builder, streaming graph, complexity counts."""
-from tinyse_tf.models.config import NORMS, PRESETS, CruseConfig, get_config
+"""CRUSE models: config, presets, streaming-aware layers, the builder (one graph definition for
+sequences and single frames), the streaming graph, complexity counts."""
+from tinyse_tf.models.config import (INT8_NORMS, NORMS, PRESETS, CruseConfig, Int8ExportError,
+                                     check_int8_exportable, get_config)
 from tinyse_tf.models.cruse import BLOCK_NAMES, block_outputs_model, build_cruse, config_from_model
-from tinyse_tf.models.layers import CumulativeLayerNorm, FrameLayerNorm, GroupedGRUCell
+from tinyse_tf.models.layers import (CausalConv2D, CausalConv2DTranspose, CumulativeLayerNorm,
+                                     FrameLayerNorm, GroupedGRU, GroupedGRUCell, MaxLeakyReLU)
+from tinyse_tf.models.streaming import build_streaming_model, state_specs, zero_states
 
-__all__ = ["NORMS", "PRESETS", "CruseConfig", "get_config", "BLOCK_NAMES", "block_outputs_model",
-           "build_cruse", "config_from_model", "CumulativeLayerNorm", "FrameLayerNorm",
-           "GroupedGRUCell"]
+__all__ = ["INT8_NORMS", "NORMS", "PRESETS", "CruseConfig", "Int8ExportError",
+           "check_int8_exportable", "get_config", "BLOCK_NAMES", "block_outputs_model",
+           "build_cruse", "config_from_model", "CausalConv2D", "CausalConv2DTranspose",
+           "CumulativeLayerNorm", "FrameLayerNorm", "GroupedGRU", "GroupedGRUCell",
+           "MaxLeakyReLU", "build_streaming_model", "state_specs", "zero_states"]

@@ -26,7 +26,7 @@ def macs_per_frame(config) -> int:
         enc.append((f, ch))
         c_in = ch
     gu = cfg.gru_units // cfg.gru_groups
-    total += cfg.gru_groups * 6 * gu * gu  # 3 input + 3 recurrent gate Dense layers per group
+    total += cfg.gru_groups * 6 * gu * gu  # input and recurrent Dense (3 gates each) per group
     for (f_e, c_e), ch in zip(reversed(enc), decoder_channels(cfg)):
         total += f_e * c_e * c_e  # 1x1 skip
         total += f_e * c_in * k * ch  # transposed conv, per input position

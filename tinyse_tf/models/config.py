@@ -75,3 +75,21 @@ def get_config(name_or_config, **overrides) -> CruseConfig:
     else:
         raise ValueError(f"unknown model preset {name_or_config!r}; choose one of {sorted(PRESETS)}")
     return dataclasses.replace(cfg, **overrides) if overrides else cfg
+
+
+#: Norms whose streaming graph is bounded and so can be quantized to int8.
+INT8_NORMS = ("frame_ln", "batch", "none")
+
+
+class Int8ExportError(ValueError):
+    """The model cannot be exported as a full-int8 streaming graph (one-line reason)."""
+
+
+def check_int8_exportable(config: CruseConfig) -> None:
+    """Raise ``Int8ExportError`` if a model with this ``CruseConfig`` cannot become int8."""
+    if config.norm not in INT8_NORMS:
+        raise Int8ExportError(
+            f"int8 export refused: norm={config.norm!r} (cumulative layer norm) carries running "
+            "sums that grow without bound over a stream and cannot be held in a fixed int8 "
+            "range; train the model with norm='frame_ln' (per-frame layer norm, recommended) or "
+            "norm='batch' (folded into the convs), or export it as float32 only (int8=())")

@@ -1,16 +1,26 @@
-"""CRUSE builder: causal conv encoder, grouped-GRU bottleneck, transposed-conv decoder.
+"""CRUSE: causal conv encoder, grouped-GRU bottleneck, transposed-conv decoder, written once.
+
+``cruse_graph`` is the only description of the architecture. It wires the streaming-aware layers
+of ``tinyse_tf.models.layers`` and is called twice:
+
+* by ``build_cruse`` in sequence mode (the training / offline model), which creates the layers;
+* by ``tinyse_tf.models.streaming.build_streaming_model`` in frame mode, which reuses the trained
+  layers of a model and turns every layer's memory into an explicit state input and output.
+
+Adding a layer to CRUSE means adding it here (and, if it keeps memory across frames, giving it a
+frame mode in ``layers.py``); the streaming graph, its states and the TFLite export follow.
 
 The sequence model maps compressed mel features to a mel mask:
 
     features [b, t, 80, 1] -> mask [b, t, 80, 1] in (0, 1)
 
-Layer names are part of the API: the streaming graph (``tinyse_tf.models.streaming``) and the
-distillation view (``block_outputs_model``) find layers by name, so both also work on a model
-loaded from disk.
+Layer names are part of the API: the distillation view (``block_outputs_model``) and the export
+find layers by name, so both also work on a model loaded from disk.
 """
 from tinyse_tf._tf import keras
 from tinyse_tf.models.config import CruseConfig, get_config
-from tinyse_tf.models.layers import CumulativeLayerNorm, FrameLayerNorm, GroupedGRUCell, make_norm
+from tinyse_tf.models.layers import (CausalConv2D, CausalConv2DTranspose, CumulativeLayerNorm,
+                                     FrameLayerNorm, GroupedGRU, MaxLeakyReLU, make_norm)
 
 #: The 9 distilled block outputs: 4 encoder blocks, the bottleneck reshaped to [t, 5, C_L], the
 #: first 3 decoder blocks and the last decoder block (the sigmoid mask).
@@ -21,6 +31,47 @@ def decoder_channels(config: CruseConfig):
     """Output channels of the 4 decoder blocks: the encoder mirrored, ending in 1."""
     c = config.channels
     return (c[2], c[1], c[0], 1)
+
+
+def cruse_graph(features, cfg: CruseConfig, layer, apply):
+    """The CRUSE computation on a Keras tensor, in whichever mode ``layer``/``apply`` implement.
+
+    Args:
+        features: Keras tensor [b, t, n_mels, 1] (t = 1 in frame mode).
+        layer: ``layer(name, make)`` -> the layer called ``name`` (``make(name)`` creates it in
+            sequence mode; frame mode looks it up in the trained model). ``make`` may return
+            None (no norm), and then the step is skipped.
+        apply: ``apply(layer, x)`` -> the layer's output (frame mode feeds and collects states).
+    Returns:
+        the mask tensor [b, t, n_mels, 1].
+    """
+    L = keras.layers
+
+    def norm_act(x, prefix, out_name):
+        x = apply(layer(f"{prefix}_norm", lambda n: make_norm(cfg.norm, n)), x)
+        return apply(layer(out_name, lambda n: MaxLeakyReLU(cfg.leaky_alpha, name=n)), x)
+
+    x, skips = features, []
+    for i, ch in enumerate(cfg.channels, 1):
+        x = apply(layer(f"enc{i}_conv", lambda n: CausalConv2D(ch, name=n)), x)
+        x = norm_act(x, f"enc{i}", f"enc_{i}")
+        skips.append(x)
+
+    f5, c4 = cfg.bottleneck_freq, cfg.channels[-1]
+    x = apply(layer("gru_in", lambda n: L.Reshape((-1, f5 * c4), name=n)), x)
+    x = apply(layer("gru", lambda n: GroupedGRU(cfg.gru_units, cfg.gru_groups, name=n)), x)
+    x = apply(layer("bottleneck", lambda n: L.Reshape((-1, f5, c4), name=n)), x)
+
+    for j, ch in enumerate(decoder_channels(cfg), 1):
+        enc = skips[4 - j]
+        skip = apply(layer(f"skip{5 - j}", lambda n: L.Conv2D(enc.shape[-1], 1, name=n)), enc)
+        x = apply(layer(f"dec{j}_in", lambda n: L.Add(name=n)), [x, skip])
+        x = apply(layer(f"dec{j}_deconv", lambda n: CausalConv2DTranspose(ch, name=n)), x)
+        if j < 4:
+            x = norm_act(x, f"dec{j}", f"dec_{j}")
+        else:
+            x = apply(layer("mask", lambda n: L.Activation("sigmoid", name=n)), x)
+    return x
 
 
 def build_cruse(config="student", name=None, seed=None, **overrides) -> keras.Model:
@@ -41,40 +92,10 @@ def build_cruse(config="student", name=None, seed=None, **overrides) -> keras.Mo
         keras.utils.set_random_seed(int(seed))
     if name is None:
         name = config if isinstance(config, str) else "cruse"
-    L = keras.layers
     inp = keras.Input((None, cfg.n_mels, 1), name="features")
-
-    x, skips = inp, []
-    for i, ch in enumerate(cfg.channels, 1):
-        x = L.ZeroPadding2D(((1, 0), (0, 1)), name=f"enc{i}_pad")(x)  # one past frame; 'same' freq
-        x = L.Conv2D(ch, (2, 3), strides=(1, 2), name=f"enc{i}_conv")(x)
-        x = _norm_act(x, cfg, f"enc{i}", f"enc_{i}")
-        skips.append(x)
-
-    f5, c4 = cfg.bottleneck_freq, cfg.channels[-1]
-    x = L.Reshape((-1, f5 * c4), name="gru_in")(x)
-    x = L.RNN(GroupedGRUCell(cfg.gru_units, cfg.gru_groups, name="gru_cell"),
-              return_sequences=True, name="gru")(x)
-    x = L.Reshape((-1, f5, c4), name="bottleneck")(x)
-
-    for j, ch in enumerate(decoder_channels(cfg), 1):
-        enc = skips[4 - j]
-        skip = L.Conv2D(enc.shape[-1], 1, name=f"skip{5 - j}")(enc)
-        x = L.Add(name=f"dec{j}_in")([x, skip])
-        x = L.Conv2DTranspose(ch, (2, 3), strides=(1, 2), name=f"dec{j}_deconv")(x)
-        x = L.Cropping2D(((0, 1), (0, 1)), name=f"dec{j}_crop")(x)  # causal in time; 2F bins
-        if j < 4:
-            x = _norm_act(x, cfg, f"dec{j}", f"dec_{j}")
-        else:
-            x = L.Activation("sigmoid", name="mask")(x)
-    return keras.Model(inp, x, name=name)
-
-
-def _norm_act(x, cfg, prefix, out_name):
-    norm = make_norm(cfg.norm, f"{prefix}_norm")
-    if norm is not None:
-        x = norm(x)
-    return keras.layers.LeakyReLU(cfg.leaky_alpha, name=out_name)(x)
+    out = cruse_graph(inp, cfg, layer=lambda n, make: make(n),
+                      apply=lambda lay, x: x if lay is None else lay(x))
+    return keras.Model(inp, out, name=name)
 
 
 def block_outputs_model(model: keras.Model) -> keras.Model:
@@ -92,8 +113,8 @@ def block_outputs_model(model: keras.Model) -> keras.Model:
 def config_from_model(model: keras.Model) -> CruseConfig:
     """Recover the ``CruseConfig`` of a built or loaded CRUSE model from its layers."""
     channels = tuple(model.get_layer(f"enc{i}_conv").filters for i in range(1, 5))
-    cell = model.get_layer("gru").cell
-    norm_layer = next((l for l in model.layers if l.name == "enc1_norm"), None)
+    layers = {layer.name: layer for layer in model.layers}
+    norm_layer = layers.get("enc1_norm")
     if norm_layer is None:
         norm = "none"
     elif isinstance(norm_layer, CumulativeLayerNorm):
@@ -104,5 +125,5 @@ def config_from_model(model: keras.Model) -> CruseConfig:
         norm = "batch"
     alpha = round(float(model.get_layer("enc_1").alpha), 6)
     n_mels = int(model.input_shape[2])
-    return CruseConfig(channels=channels, gru_groups=cell.groups, norm=norm, leaky_alpha=alpha,
-                       n_mels=n_mels)
+    return CruseConfig(channels=channels, gru_groups=model.get_layer("gru").cell.groups, norm=norm,
+                       leaky_alpha=alpha, n_mels=n_mels)

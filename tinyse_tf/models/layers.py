@@ -1,10 +1,29 @@
-"""Custom Keras layers of the CRUSE family, each usable on whole sequences and on single frames.
+"""Streaming-aware Keras layers of the CRUSE family: one layer, two modes.
 
-All are registered as Keras serialisable (package ``tinyse_tf``), so a saved model loads back with
-``keras.models.load_model`` without ``custom_objects``.
+Every layer here runs on whole sequences *and* on single frames with its memory made explicit
+(the kws_streaming idea, shared/docs/STYLE.md):
+
+* sequence mode, for training and offline inference: ``y = layer(x)`` with x [b, t, f, c];
+* frame mode, for streaming and export: ``y, new_state = layer(x, state=s)`` with x [b, 1, f, c]
+  and ``s`` the layer's state (zeros at the start of a stream) of shape
+  ``[b, *layer.state_shape(x.shape)]``. Stateless layers return ``state_shape(...) = None`` and
+  are called as in sequence mode.
+
+Frame mode is written only with ops that convert to all-int8 Coral Edge TPU ops (CONV_2D,
+FULLY_CONNECTED, CONCATENATION, PAD, RESHAPE, SPLIT, STRIDED_SLICE, ADD, SUB, MUL, MAXIMUM, MEAN,
+SQUARED_DIFFERENCE, RSQRT, LOGISTIC, TANH; shared/docs/EDGE.md), so the single-frame graph that
+``tinyse_tf.models.streaming.build_streaming_model`` wires from these layers is at once the Keras
+streaming graph and the graph converted to float32 / int8 TFLite. Weights are the layers' own:
+nothing is copied or rewritten outside the layer that owns them.
+
+Each layer also says how quantization-aware training should simulate it (``qat_kind``:
+``"conv"``, ``"conv_transpose"``, ``"output"`` (only the output range) or ``"gru"``), read by
+``tinyse_tf.export.qat``; a new layer declares it here and needs no edit there.
+
+All layers are registered as Keras serialisable (package ``tinyse_tf``), so a saved model loads back
+with ``keras.models.load_model`` without ``custom_objects``.
 """
 from tinyse_tf._tf import keras, tf
-
 
 
 def _register(cls):
@@ -13,72 +32,127 @@ def _register(cls):
     keras.utils.get_custom_objects()[cls.__name__] = cls
     return keras.utils.register_keras_serializable(package="tinyse_tf")(cls)
 
-_GATES = ("xz", "xr", "xn", "hz", "hr", "hn")
+
+class StreamingLayer:
+    """Mixin of the layers that carry memory from one frame to the next.
+
+    ``state_holds`` says what the state stores: ``"input"`` (the previous input frame),
+    ``"output"`` (the previous output) or None (something else, e.g. running statistics).
+    """
+
+    state_holds = None
+
+    def state_shape(self, input_shape) -> tuple:
+        """Shape (without batch) of the state for a frame input of ``input_shape`` [b, 1, ...]."""
+        raise NotImplementedError
+
+
+# --------------------------------------------------------------------------- causal convolutions
+@_register
+class CausalConv2D(StreamingLayer, keras.layers.Conv2D):
+    """Conv2D, causal in time (kernel 2: the current and the previous frame), 'same' in frequency.
+
+    Sequence mode pads one zero frame in front and ``kernel_f - stride_f`` zero bins at the top,
+    then runs a 'valid' conv. Frame mode concatenates the state (the previous input frame) with the
+    current frame: CONCATENATION + PAD + CONV_2D.
+
+    Args:
+        filters: output channels; kernel_size (2, k_f); strides (1, s_f) (CRUSE: (2, 3), (1, 2)).
+    Shape:
+        sequence: x [b, t, f, c] -> [b, t, f / s_f, filters];
+        frame: x [b, 1, f, c], state [b, 1, f, c] -> (y [b, 1, f / s_f, filters], x).
+    """
+
+    def __init__(self, filters, kernel_size=(2, 3), strides=(1, 2), **kwargs):
+        kwargs.pop("padding", None)
+        super().__init__(filters, kernel_size, strides=strides, padding="valid", **kwargs)
+        if self.kernel_size[0] != 2 or self.strides[0] != 1:
+            raise ValueError(f"{self.name}: time kernel 2 and time stride 1 expected, got "
+                             f"kernel {self.kernel_size}, strides {self.strides}")
+        self._freq_pad = self.kernel_size[1] - self.strides[1]
+
+    state_holds = "input"
+    qat_kind = "conv"
+
+    def state_shape(self, input_shape):
+        return (1,) + tuple(int(d) for d in input_shape[2:])
+
+    def call(self, x, state=None):
+        if state is None:
+            return super().call(tf.pad(x, [[0, 0], [1, 0], [0, self._freq_pad], [0, 0]]))
+        both = tf.concat([state, x], axis=1)
+        return super().call(tf.pad(both, [[0, 0], [0, 0], [0, self._freq_pad], [0, 0]])), x
 
 
 @_register
-class GroupedGRUCell(keras.layers.Layer):
-    """GRU cell split into ``groups`` independent GRUs, written from Dense layers.
+class CausalConv2DTranspose(StreamingLayer, keras.layers.Conv2DTranspose):
+    """Transposed conv (kernel (2, 3), strides (1, 2)) cropped to be causal: t frames, 2f bins.
 
-    Keras' GRU layer converts to a TFLite WHILE loop and its int8 calibration crashes
-    (docs EDGE.md); this cell uses only FULLY_CONNECTED / ADD / MUL / SUB / LOGISTIC / TANH, wraps in
-    ``keras.layers.RNN`` for sequences, and is called directly for one frame with explicit states.
+    Sequence mode: Conv2DTranspose, then the last frame and the last bin are dropped.
+    Frame mode runs the same function as a **sub-pixel conv**, because stride-2 TRANSPOSE_CONV does
+    not compile for the Edge TPU (EDGE.md): a 'valid' (2, 2) conv over ``[x[t-1], x[t]]`` in time
+    and ``[x[m-1], x[m]]`` in frequency with ``2 * filters`` output channels, whose two channel
+    halves are the even and odd output bins (a reshape interleaves them)::
 
-    Each group is a GRU in Keras' ``reset_after`` form (input and recurrent biases):
-    ``z = sig(Wz x + Uz h)``, ``r = sig(Wr x + Ur h)``, ``n = tanh(Wn x + r * (Un h))``,
-    ``h' = n + z * (h - n)``. Each gate has its own Dense layer so that int8 quantization gives
-    each gate its own range.
+        y[t, 2m]   = b + x[t,m] K[0,0] + x[t,m-1] K[0,2] + x[t-1,m] K[1,0] + x[t-1,m-1] K[1,2]
+        y[t, 2m+1] = b + x[t,m] K[0,1] + x[t-1,m] K[1,1]
 
-    Args:
-        units: total hidden width (sum over groups); also the input width.
-        groups: number of groups; ``units`` must be divisible by it.
+    The sub-pixel kernel is computed from the layer's own kernel with constant-foldable ops, so
+    the converter stores it as a constant. Frame mode: CONCATENATION + PAD + CONV_2D + RESHAPE.
+
     Shape:
-        inputs [b, units]; states: list of ``groups`` tensors [b, units // groups];
-        returns (output [b, units], new states).
+        sequence: x [b, t, f, c] -> [b, t, 2f, filters];
+        frame: x [b, 1, f, c], state [b, 1, f, c] -> (y [b, 1, 2f, filters], x).
     """
 
-    def __init__(self, units, groups=4, **kwargs):
+    def __init__(self, filters, kernel_size=(2, 3), strides=(1, 2), **kwargs):
+        kwargs.pop("padding", None)
+        super().__init__(filters, kernel_size, strides=strides, padding="valid", **kwargs)
+        if tuple(self.kernel_size) != (2, 3) or tuple(self.strides) != (1, 2):
+            raise ValueError(f"{self.name}: kernel (2, 3) and strides (1, 2) expected, got "
+                             f"{self.kernel_size}, {self.strides}")
+
+    state_holds = "input"
+    qat_kind = "conv_transpose"
+
+    def state_shape(self, input_shape):
+        return (1,) + tuple(int(d) for d in input_shape[2:])
+
+    def subpixel_kernel(self):
+        """(kernel [2, 2, c_in, 2 * filters], bias [2 * filters]) of the equivalent sub-pixel conv."""
+        k = tf.transpose(self.kernel, [0, 1, 3, 2])[::-1]  # [conv time tap, k_f, c_in, c_out]
+        even = tf.stack([k[:, 2], k[:, 0]], axis=1)  # freq tap 0 = x[m-1], tap 1 = x[m]
+        odd = tf.stack([tf.zeros_like(k[:, 1]), k[:, 1]], axis=1)
+        return tf.concat([even, odd], axis=-1), tf.concat([self.bias, self.bias], axis=0)
+
+    def call(self, x, state=None):
+        if state is None:
+            return super().call(x)[:, :-1, :-1]
+        kernel, bias = self.subpixel_kernel()
+        both = tf.pad(tf.concat([state, x], axis=1), [[0, 0], [0, 0], [1, 0], [0, 0]])
+        y = tf.nn.conv2d(both, kernel, strides=1, padding="VALID") + bias  # [b, 1, f, 2 c_out]
+        return tf.reshape(y, [-1, 1, 2 * int(x.shape[2]), self.filters]), x
+
+
+# --------------------------------------------------------------------------- activations, norms
+@_register
+class MaxLeakyReLU(keras.layers.Layer):
+    """LeakyReLU as ``maximum(x, alpha * x)`` (0 < alpha < 1): MUL + MAXIMUM in TFLite, both on the
+    Edge TPU list (LEAKY_RELU is not). Stateless; any shape."""
+
+    qat_kind = "output"
+
+    def __init__(self, alpha=0.2, **kwargs):
         super().__init__(**kwargs)
-        if units % groups:
-            raise ValueError(f"GRU units {units} not divisible by groups {groups}")
-        self.units = int(units)
-        self.groups = int(groups)
-        self.group_units = self.units // self.groups
-        self.state_size = [self.group_units] * self.groups
-        self.output_size = self.units
-        # One attribute per Dense layer (not a nested container): the .keras saver restores
-        # weights by attribute path and misses layers kept in lists of dicts.
-        for g in range(self.groups):
-            for key in _GATES:
-                setattr(self, f"g{g}_{key}", keras.layers.Dense(self.group_units, name=f"g{g}_{key}"))
+        if not 0.0 < float(alpha) < 1.0:
+            raise ValueError(f"MaxLeakyReLU needs 0 < alpha < 1, got {alpha}")
+        self.alpha = float(alpha)
 
-    @property
-    def gates(self):
-        """Per group, a dict gate name (xz, xr, xn, hz, hr, hn) -> Dense layer."""
-        return [{key: getattr(self, f"g{g}_{key}") for key in _GATES} for g in range(self.groups)]
-
-    def build(self, input_shape):
-        for layers in self.gates:
-            for layer in layers.values():
-                with tf.name_scope(layer.name):  # unique weight names, needed by the .h5 format
-                    layer.build((None, self.group_units))
-        super().build(input_shape)
-
-    def call(self, inputs, states):
-        outputs, new_states = [], []
-        gu = self.group_units
-        for g, (layers, h) in enumerate(zip(self.gates, states)):
-            x = inputs[:, g * gu:(g + 1) * gu]
-            z = tf.sigmoid(layers["xz"](x) + layers["hz"](h))
-            r = tf.sigmoid(layers["xr"](x) + layers["hr"](h))
-            n = tf.tanh(layers["xn"](x) + r * layers["hn"](h))
-            h_new = n + z * (h - n)
-            outputs.append(h_new)
-            new_states.append(h_new)
-        return tf.concat(outputs, axis=-1), new_states
+    def call(self, x):
+        return tf.maximum(x, self.alpha * x)
 
     def get_config(self):
-        return {**super().get_config(), "units": self.units, "groups": self.groups}
+        return {**super().get_config(), "alpha": self.alpha}
 
 
 class _ChannelAffine(keras.layers.Layer):
@@ -102,17 +176,21 @@ class _ChannelAffine(keras.layers.Layer):
 
 
 @_register
-class CumulativeLayerNorm(_ChannelAffine):
+class CumulativeLayerNorm(StreamingLayer, _ChannelAffine):
     """Causal cumulative layer norm (cLN, the paper's norm).
 
     Frame ``t`` is normalised with the mean and variance over (freq, channels) of frames 0..t.
 
-    Sequence mode: ``layer(x)`` with x [b, t, f, c] -> [b, t, f, c].
-    Frame mode: ``layer(x, state)`` with x [b, 1, f, c] and state [b, 3] = (running sum, running
-    sum of squares, element count) -> (y [b, 1, f, c], new state [b, 3]). Start from zeros.
+    Shape:
+        sequence: x [b, t, f, c] -> [b, t, f, c];
+        frame: x [b, 1, f, c], state [b, 3] = (running sum, running sum of squares, element
+        count) -> (y [b, 1, f, c], new state [b, 3]).
     Note: the running sums grow without bound, so cLN is exact in float but does not fit a fixed
     int8 range (EDGE.md); use ``FrameLayerNorm`` for int8 export.
     """
+
+    def state_shape(self, input_shape):
+        return (3,)
 
     def call(self, x, state=None):
         s = tf.reduce_sum(x, axis=[2, 3])
@@ -137,15 +215,20 @@ class CumulativeLayerNorm(_ChannelAffine):
 class FrameLayerNorm(_ChannelAffine):
     """Per-frame layer norm over (freq, channels) with per-channel gain and bias.
 
-    Stateless and bounded: the int8-friendly alternative to ``CumulativeLayerNorm``.
+    Stateless and bounded: the int8-friendly alternative to ``CumulativeLayerNorm``. Written as
+    ``d = x - mean``, ``var = mean(d * d)``, ``d * rsqrt(var + eps) * gain + bias``: MEAN, SUB,
+    MUL, MEAN, ADD, RSQRT, MUL, MUL, ADD in TFLite. (SQUARED_DIFFERENCE has the same maths but its
+    int8 kernel is slow: it made the int8 student's invoke 2.3x the float one's, EDGE.md.)
 
-    Shape: x [b, t, f, c] -> [b, t, f, c].
+    Shape: x [b, t, f, c] -> [b, t, f, c] (t = 1 in frame mode).
     """
 
+    qat_kind = "output"
+
     def call(self, x):
-        mean = tf.reduce_mean(x, axis=[2, 3], keepdims=True)
-        var = tf.reduce_mean(tf.square(x - mean), axis=[2, 3], keepdims=True)
-        return self._normalize(x, mean, var)
+        d = x - tf.reduce_mean(x, axis=[2, 3], keepdims=True)
+        var = tf.reduce_mean(d * d, axis=[2, 3], keepdims=True)
+        return d * tf.math.rsqrt(var + self.epsilon) * self.gain + self.bias
 
 
 def make_norm(kind, name):
@@ -159,3 +242,109 @@ def make_norm(kind, name):
     if kind == "none":
         return None
     raise ValueError(f"unknown norm {kind!r}")
+
+
+# --------------------------------------------------------------------------- grouped GRU
+@_register
+class GroupedGRUCell(keras.layers.Layer):
+    """GRU cell split into ``groups`` independent GRUs, written from Dense layers.
+
+    Keras' GRU layer converts to a TFLite WHILE loop and its int8 calibration crashes (EDGE.md);
+    this cell uses only FULLY_CONNECTED / SPLIT / STRIDED_SLICE / ADD / SUB / MUL / LOGISTIC / TANH.
+
+    Each group is a GRU in Keras' ``reset_after`` form with gates ordered (z, r, n) as in Keras'
+    GRU kernels: ``[xz, xr, xn] = W x + b_x``, ``[hz, hr, hn] = U h + b_h`` (one Dense each, so
+    two FULLY_CONNECTED per group and frame), ``z = sig(xz + hz)``, ``r = sig(xr + hr)``,
+    ``n = tanh(xn + r * hn)``, ``h' = n + z * (h - n)``.
+
+    Args:
+        units: total hidden width (sum over groups); also the input width.
+        groups: number of groups; ``units`` must be divisible by it.
+    Shape:
+        inputs [b, units]; states: list of ``groups`` tensors [b, units // groups];
+        returns (output [b, units], new states).
+    """
+
+    def __init__(self, units, groups=4, **kwargs):
+        super().__init__(**kwargs)
+        if units % groups:
+            raise ValueError(f"GRU units {units} not divisible by groups {groups}")
+        self.units = int(units)
+        self.groups = int(groups)
+        self.group_units = self.units // self.groups
+        self.state_size = [self.group_units] * self.groups
+        self.output_size = self.units
+        # One attribute per Dense layer (not a nested container): the .keras saver restores
+        # weights by attribute path and misses layers kept in lists of dicts.
+        for g in range(self.groups):
+            for side in ("x", "h"):
+                setattr(self, f"g{g}_{side}",
+                        keras.layers.Dense(3 * self.group_units, name=f"g{g}_{side}"))
+
+    @property
+    def gates(self):
+        """Per group, ``{"x": Dense [gu -> 3 gu], "h": Dense [gu -> 3 gu]}`` (gates z, r, n)."""
+        return [{side: getattr(self, f"g{g}_{side}") for side in ("x", "h")}
+                for g in range(self.groups)]
+
+    def build(self, input_shape):
+        for layers in self.gates:
+            for layer in layers.values():
+                with tf.name_scope(layer.name):  # unique weight names, needed by the .h5 format
+                    layer.build((None, self.group_units))
+        super().build(input_shape)
+
+    def call(self, inputs, states):
+        outputs = []
+        gu = self.group_units
+        for g, (layers, h) in enumerate(zip(self.gates, states)):
+            xz, xr, xn = tf.split(layers["x"](inputs[:, g * gu:(g + 1) * gu]), 3, axis=-1)
+            hz, hr, hn = tf.split(layers["h"](h), 3, axis=-1)
+            z = tf.sigmoid(xz + hz)
+            r = tf.sigmoid(xr + hr)
+            n = tf.tanh(xn + r * hn)
+            outputs.append(n + z * (h - n))
+        return tf.concat(outputs, axis=-1), outputs
+
+    def get_config(self):
+        return {**super().get_config(), "units": self.units, "groups": self.groups}
+
+
+@_register
+class GroupedGRU(StreamingLayer, keras.layers.RNN):
+    """A ``GroupedGRUCell`` over time (``keras.layers.RNN``, sequences returned).
+
+    Frame mode carries the whole hidden state as one tensor (the concatenated group states, which
+    is also the output), split into groups inside the graph.
+
+    Shape:
+        sequence: x [b, t, units] -> [b, t, units];
+        frame: x [b, 1, units], state [b, units] -> (y [b, 1, units], new state [b, units]).
+    """
+
+    _RNN_KEYS = ("cell", "return_sequences", "return_state", "go_backwards", "stateful", "unroll",
+                 "time_major", "num_constants", "zero_output_for_mask")
+    state_holds = "output"
+    qat_kind = "gru"
+
+    def __init__(self, units, groups=4, **kwargs):
+        super().__init__(GroupedGRUCell(units, groups, name="gru_cell"), return_sequences=True,
+                         **kwargs)
+
+    def state_shape(self, input_shape):
+        return (self.cell.units,)
+
+    def call(self, inputs, state=None, **kwargs):
+        if state is None:
+            return super().call(inputs, **kwargs)
+        cell = self.cell
+        h, _ = cell(tf.reshape(inputs, [-1, cell.units]), tf.split(state, cell.groups, axis=-1))
+        return tf.reshape(h, [-1, 1, cell.units]), h
+
+    def get_config(self):
+        config = {k: v for k, v in super().get_config().items() if k not in self._RNN_KEYS}
+        return {**config, "units": self.cell.units, "groups": self.cell.groups}
+
+    @classmethod
+    def from_config(cls, config, custom_objects=None):
+        return cls(**{k: v for k, v in config.items() if k not in cls._RNN_KEYS})

@@ -142,8 +142,8 @@ class Experiments:
 
     def evaluate(self, cond: Condition, model) -> dict:
         """Score the model and its int8 streaming files; returns ``{eval key: seconds}``."""
-        from tinyse_tf.inference import enhance
-        from tinyse_tf.streaming import StreamingEnhancer
+        from tinyse_tf.runtime.offline import enhance
+        from tinyse_tf.runtime import StreamingEnhancer
 
         metrics = tuple(m for m in self.run.cfg.metrics if cond.dnsmos or m != "dnsmos")
         t0 = time.time()

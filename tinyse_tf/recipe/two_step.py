@@ -194,7 +194,7 @@ class Run:
         """Streaming float32 / int8 files of the baseline and two-step students, checked for the
         Edge TPU (and compiled when ``edgetpu_compiler`` is installed). Returns
         ``{row name: .tflite path}`` of the files to evaluate."""
-        from tinyse_tf.export.streaming_graph import Int8ExportError, check_int8_exportable
+        from tinyse_tf.models.config import Int8ExportError, check_int8_exportable
         from tinyse_tf.models import config_from_model
 
         int8 = tuple(self.cfg.int8)
@@ -232,7 +232,7 @@ class Run:
         files = {}
         for kind, path in paths.items():
             if kind == "float32":
-                continue  # equals the Keras model to 1e-7 (tests/test_streaming_enhancer.py)
+                continue  # equals the Keras model to 1e-7 (tests/runtime/test_tflite.py)
             report = check_model(path)
             self.edgetpu[path.name] = {"ok": report.ok, "cpu_ops": report.cpu_op_count,
                                        "ops": report.op_count}
@@ -291,8 +291,8 @@ class Run:
     def evaluate(self, models, streaming_files):
         from tinyse_tf.data import load_audio
         from tinyse_tf.evaluation import write_report
-        from tinyse_tf.inference import enhance
-        from tinyse_tf.streaming import StreamingEnhancer
+        from tinyse_tf.runtime.offline import enhance
+        from tinyse_tf.runtime import StreamingEnhancer
 
         results = {row: self._evaluate_one(key, row, lambda a, m=models[key]: enhance(m, a))
                    for key, row in MODELS}

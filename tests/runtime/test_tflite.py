@@ -1,13 +1,14 @@
-"""tinyse_tf.streaming.StreamingEnhancer on exported files: chunking, latency, flush, int8 I/O."""
+"""tinyse_tf.runtime: StreamingEnhancer / TfliteFrameModel on exported files (chunking, latency,
+flush, int8 I/O, contract errors) and the one signal path (FrameStream, run_frames)."""
 import numpy as np
 import pytest
 
 from tinyse_tf._tf import keras
 from tinyse_tf.constants import HOP, N_FFT, SAMPLE_RATE
 from tinyse_tf.export.quantize import export_model
-from tinyse_tf.inference import enhance
+from tinyse_tf.runtime.offline import enhance
 from tinyse_tf.models import FrameLayerNorm, build_cruse
-from tinyse_tf.streaming import EDGETPU_LIBRARY, EdgeTPUUnavailable, StreamingEnhancer
+from tinyse_tf.runtime import EDGETPU_LIBRARY, EdgeTPUUnavailable, StreamingEnhancer
 
 IRREGULAR = (100, 333, 256, 1000)
 
@@ -92,11 +93,12 @@ def test_reset_restarts_the_stream(files):
 
 def test_int8_io_quantized_states_stay_int8(files):
     se = StreamingEnhancer(files["int8_ptq"])
+    model = se.frame_model
     assert se.dtype == np.int8
-    assert all(v.dtype == np.int8 for v in se._states.values())  # zero points, not float zeros
+    assert all(v.dtype == np.int8 for v in model._states)  # zero points, not float zeros
     se.process(_noisy(0.2))
-    assert all(v.dtype == np.int8 for v in se._states.values())
-    assert not any(se._requant.values())  # states fed back as bytes, no requantization
+    assert all(v.dtype == np.int8 for v in model._states)
+    assert not any(model._requant)  # states fed back as bytes, no requantization
     mask = se.run_frame(np.ones(80, np.float32))
     assert mask.dtype == np.float32 and mask.shape == (80,) and ((mask >= 0) & (mask <= 1)).all()
 
@@ -163,3 +165,63 @@ def test_names_resolve_through_the_contract_without_a_signature(files, tmp_path,
     monkeypatch.setattr(Interpreter, "get_signature_list", lambda self: {})
     se = StreamingEnhancer(tmp_path / "m_edgetpu.tflite")
     np.testing.assert_array_equal(se.enhance(audio), expected)
+
+
+# --------------------------------------------------------------------------- the one signal path
+def test_keras_stream_equals_float_file_and_offline(student, files):
+    from tinyse_tf.runtime.keras import keras_stream
+
+    audio = _noisy(0.8, seed=8)
+    ks = keras_stream(student)
+    assert ks.latency == ks.latency_samples == 256 and ks.name == "Keras streaming graph"
+    k = _stream(ks, audio)
+    f = _stream(StreamingEnhancer(files["float32"]), audio)
+    np.testing.assert_allclose(k, f, atol=1e-5)
+    np.testing.assert_allclose(k[256:], enhance(student, audio), atol=1e-4)
+
+
+class _Halver:
+    """A frame model with mask 1/2 everywhere that counts its steps."""
+
+    name = "halver"
+
+    def __init__(self):
+        self.steps = 0
+
+    def reset(self):
+        self.steps = 0
+
+    def step(self, features):
+        assert features.shape == (80,) and features.dtype == np.float32
+        self.steps += 1
+        return np.full(80, 0.5, np.float32)
+
+
+def test_frame_stream_runs_any_frame_model():
+    from tinyse_tf.runtime import FrameStream
+
+    audio = _noisy(0.7, seed=11)
+    stream = FrameStream(_Halver())
+    out = _stream(stream, audio)
+    np.testing.assert_allclose(out[256:], 0.5 * audio, atol=1e-5)
+    assert stream.frame_model.steps == 0  # flush resets
+    stream.process(audio[:1000])
+    assert stream.frame_model.steps == 1000 // HOP
+
+
+def test_signal_features_are_the_streams_features_and_the_tf_ones():
+    from tinyse_tf.features import analyze
+    from tinyse_tf.runtime import FrameStream, run_frames, signal_features
+
+    audio = _noisy(0.6, seed=12)
+    seen = []
+    model = _Halver()
+    run_frames(model, signal_features(audio), observe=lambda m, f: seen.append(f.copy()))
+    streamed = []
+    model.step = lambda f: streamed.append(f.copy()) or np.ones(80, np.float32)
+    FrameStream(model).process(audio)
+    n = audio.size // HOP
+    np.testing.assert_array_equal(np.stack(seen)[:n], np.stack(streamed))
+    _, tf_features = analyze(audio[None])
+    np.testing.assert_allclose(np.stack(seen), tf_features[0, :len(seen), :, 0].numpy(),
+                               rtol=1e-4, atol=1e-4)

@@ -1,0 +1,158 @@
+"""Streaming-aware layers (tinyse_tf/models/layers.py): golden values with constant initialisers,
+frame-by-frame == sequence for every layer with state, config round trips."""
+import numpy as np
+import pytest
+
+from tinyse_tf._tf import keras
+from tinyse_tf.models.layers import (CausalConv2D, CausalConv2DTranspose, CumulativeLayerNorm,
+                                     FrameLayerNorm, GroupedGRU, GroupedGRUCell, MaxLeakyReLU,
+                                     StreamingLayer)
+
+ONES, ZEROS = keras.initializers.Ones(), keras.initializers.Zeros()
+
+
+def run_frames(layer, x):
+    """Frame mode over a sequence, states carried: x [b, t, ...] -> [b, t, ...]."""
+    state = np.zeros((x.shape[0],) + layer.state_shape(x[:, :1].shape), np.float32)
+    out = []
+    for t in range(x.shape[1]):
+        y, state = layer(x[:, t:t + 1], state=state)
+        out.append(y.numpy())
+    return np.concatenate(out, axis=1)
+
+
+# --------------------------------------------------------------------------- golden values
+def test_causal_conv_golden():
+    layer = CausalConv2D(1, kernel_initializer=ONES, bias_initializer=ZEROS)
+    x = np.arange(8, dtype=np.float32).reshape(1, 2, 4, 1)  # frames [0 1 2 3], [4 5 6 7]
+    # y[t, m] = sum of x over frames t-1..t and bins 2m..2m+2 (zeros outside)
+    want = np.array([[3, 5], [18, 18]], np.float32).reshape(1, 2, 2, 1)
+    np.testing.assert_array_equal(layer(x).numpy(), want)
+    np.testing.assert_array_equal(run_frames(layer, x), want)
+
+
+def test_causal_transposed_conv_golden():
+    layer = CausalConv2DTranspose(1, kernel_initializer=ONES, bias_initializer=ZEROS)
+    x = np.array([[1, 2], [3, 4]], np.float32).reshape(1, 2, 2, 1)
+    # y[t, j] = sum of x[t', m] over t' in {t-1, t} and m with 0 <= j - 2m <= 2
+    want = np.array([[1, 1, 3, 2], [4, 4, 10, 6]], np.float32).reshape(1, 2, 4, 1)
+    np.testing.assert_array_equal(layer(x).numpy(), want)
+    np.testing.assert_array_equal(run_frames(layer, x), want)
+
+
+def test_max_leaky_relu_golden():
+    np.testing.assert_allclose(MaxLeakyReLU(0.2)(np.array([-1.0, 0.0, 2.0], np.float32)).numpy(),
+                               [-0.2, 0.0, 2.0])
+    with pytest.raises(ValueError, match="0 < alpha < 1"):
+        MaxLeakyReLU(1.5)
+
+
+def test_grouped_gru_golden_constant_weights():
+    """Zero kernels, input bias 1 on the candidate gate: z = r = 1/2, n = tanh(1), so
+    h_t = n + (h_{t-1} - n) / 2 = tanh(1) (1 - 2^-t)."""
+    gru = GroupedGRU(4, 2)
+    x = np.zeros((1, 3, 4), np.float32)
+    gru.build(x.shape)
+    for gates in gru.cell.gates:
+        gates["x"].set_weights([np.zeros((2, 6), np.float32),
+                                np.array([0, 0, 0, 0, 1, 1], np.float32)])
+        gates["h"].set_weights([np.zeros((2, 6), np.float32), np.zeros(6, np.float32)])
+    want = np.tanh(1.0) * (1 - 0.5 ** np.arange(1, 4))
+    np.testing.assert_allclose(gru(x).numpy()[0], np.repeat(want[:, None], 4, 1), atol=1e-6)
+    np.testing.assert_allclose(run_frames(gru, x)[0], np.repeat(want[:, None], 4, 1), atol=1e-6)
+
+
+@pytest.mark.parametrize("groups", [1, 2])
+def test_grouped_gru_matches_keras_gru(groups):
+    """Each group is keras.layers.GRU(reset_after=True) on its input slice, with the same weights
+    (our x / h Dense kernels are Keras' kernel / recurrent_kernel, gates z, r, n)."""
+    units, b, t = 8, 2, 5
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((b, t, units)).astype(np.float32)
+    ours = GroupedGRU(units, groups)
+    ours.build(x.shape)
+    gu = units // groups
+    for g, gates in enumerate(ours.cell.gates):
+        for d in gates.values():
+            d.bias.assign(rng.standard_normal(3 * gu).astype(np.float32))
+        ref = keras.layers.GRU(gu, return_sequences=True, reset_after=True)
+        ref.build((None, None, gu))
+        ref.set_weights([gates["x"].kernel.numpy(), gates["h"].kernel.numpy(),
+                         np.stack([gates["x"].bias.numpy(), gates["h"].bias.numpy()])])
+        np.testing.assert_allclose(ours(x).numpy()[..., g * gu:(g + 1) * gu],
+                                   ref(x[..., g * gu:(g + 1) * gu]).numpy(), atol=1e-5)
+
+
+def test_cumulative_layer_norm_matches_numpy():
+    x = np.random.default_rng(4).standard_normal((2, 6, 5, 3)).astype(np.float32) * 3 + 1
+    layer = CumulativeLayerNorm()
+    ref = np.empty_like(x)
+    for b in range(2):
+        for t in range(6):
+            past = x[b, :t + 1]
+            ref[b, t] = (x[b, t] - past.mean()) / np.sqrt(past.var() + 1e-5)
+    np.testing.assert_allclose(layer(x).numpy(), ref, atol=1e-4)
+    np.testing.assert_allclose(run_frames(layer, x), ref, atol=1e-4)
+
+
+def test_frame_layer_norm_matches_numpy():
+    x = np.random.default_rng(5).standard_normal((2, 4, 5, 3)).astype(np.float32)
+    y = FrameLayerNorm()(x).numpy()
+    mean = x.mean(axis=(2, 3), keepdims=True)
+    ref = (x - mean) / np.sqrt(x.var(axis=(2, 3), keepdims=True) + 1e-5)
+    np.testing.assert_allclose(y, ref, atol=1e-4)
+
+
+# --------------------------------------------------------------------------- frame == sequence
+STATEFUL = {
+    "causal_conv": (lambda: CausalConv2D(4), (2, 9, 8, 3), (1, 8, 3)),
+    "causal_deconv": (lambda: CausalConv2DTranspose(3), (2, 9, 5, 4), (1, 5, 4)),
+    "cln": (lambda: CumulativeLayerNorm(), (2, 9, 5, 4), (3,)),
+    "gru": (lambda: GroupedGRU(12, 3), (2, 9, 12), (12,)),
+}
+
+
+@pytest.mark.parametrize("kind", sorted(STATEFUL))
+def test_frame_by_frame_equals_sequence(kind):
+    make, shape, state_shape = STATEFUL[kind]
+    layer = make()
+    assert isinstance(layer, StreamingLayer)
+    x = np.random.default_rng(6).standard_normal(shape).astype(np.float32)
+    layer(x)  # build
+    for w in layer.weights:  # non-trivial weights everywhere (biases, gains)
+        w.assign(np.random.default_rng(7).uniform(-0.5, 1.5, w.shape).astype(np.float32))
+    seq = layer(x).numpy()
+    assert layer.state_shape(x[:, :1].shape) == state_shape
+    np.testing.assert_allclose(run_frames(layer, x), seq, atol=1e-5)
+
+
+def test_frame_state_holds_what_it_says():
+    x = np.random.default_rng(8).standard_normal((1, 1, 8, 2)).astype(np.float32)
+    conv = CausalConv2D(2)
+    _, state = conv(x, state=np.zeros((1, 1, 8, 2), np.float32))
+    np.testing.assert_array_equal(state.numpy(), x)  # the previous input frame
+    gru = GroupedGRU(4, 2)
+    h = np.random.default_rng(9).standard_normal((1, 1, 4)).astype(np.float32)
+    y, state = gru(h, state=np.zeros((1, 4), np.float32))
+    np.testing.assert_array_equal(state.numpy(), y.numpy()[:, 0])  # the output
+    assert (conv.state_holds, gru.state_holds, CumulativeLayerNorm.state_holds) == (
+        "input", "output", None)
+
+
+# --------------------------------------------------------------------------- config round trips
+@pytest.mark.parametrize("layer", [CausalConv2D(5), CausalConv2DTranspose(2), MaxLeakyReLU(0.3),
+                                   CumulativeLayerNorm(epsilon=1e-3), FrameLayerNorm(),
+                                   GroupedGRUCell(12, 3), GroupedGRU(12, 3)],
+                         ids=lambda layer: type(layer).__name__)
+def test_config_round_trip(layer):
+    clone = type(layer).from_config(layer.get_config())
+    assert clone.get_config() == layer.get_config()
+
+
+def test_bad_kernel_shapes_are_refused():
+    with pytest.raises(ValueError, match="time kernel 2"):
+        CausalConv2D(4, kernel_size=(3, 3))
+    with pytest.raises(ValueError, match=r"kernel \(2, 3\)"):
+        CausalConv2DTranspose(4, kernel_size=(2, 5))
+    with pytest.raises(ValueError, match="not divisible"):
+        GroupedGRUCell(10, 3)
