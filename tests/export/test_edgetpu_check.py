@@ -16,7 +16,7 @@ import pytest
 from tinyse_tf.export.edgetpu_check import (
     R_DIMS, R_DYNAMIC, R_NOT_LISTED, R_TCONV_STRIDE, check_model, format_table, main)
 
-ROOT = pathlib.Path(__file__).resolve().parents[1]
+ROOT = pathlib.Path(__file__).resolve().parents[2]
 MODULE = "tinyse_tf.export.edgetpu_check"
 
 
