@@ -1,8 +1,11 @@
-"""``tinyse export MODEL -o DIR [--int8 ptq|qat] [--representative DIR]``: streaming TFLite files.
+"""``tinyse export MODEL -o DIR [--int8 ptq|qat] [--representative DIR] [--target micro]``:
+streaming TFLite files, and TFLite Micro artefacts.
 
 Forwards to ``tinyse_tf.export.quantize.export_model``: always ``<name>_stream_float32.tflite``,
 plus ``<name>_stream_int8_ptq.tflite`` / ``<name>_stream_int8_qat.tflite``, each with its
-``<stem>.io_contract.json`` (atomic writes).
+``<stem>.io_contract.json`` (atomic writes). ``--target micro`` then writes the microcontroller
+artefacts of every int8 file (``tinyse_tf.export.micro.export_micro``); MODEL may then also be
+an int8 streaming ``.tflite`` already exported.
 """
 from __future__ import annotations
 
@@ -16,6 +19,7 @@ from tinyse_tf.cli._common import (EXIT_OK, CliError, check_model_path, is_tflit
 
 PROG = "tinyse export"
 INT8_METHODS = ("ptq", "qat")
+TARGETS = ("edgetpu", "micro")
 
 
 def add_parser(sub):
@@ -30,8 +34,14 @@ def add_parser(sub):
                "only) and --representative: a folder of real noisy 16 kHz-or-any-rate speech "
                "(a few tens of seconds is enough). QAT also fine-tunes on (noisy, clean) pairs "
                "mixed from --qat-speech and --qat-noise.\n"
+               "--target micro (TensorFlow Lite for Microcontrollers) also writes, per int8 file, "
+               "<stem>_model_data.h/.cc, <stem>_op_resolver.h, <stem>_frontend.h/.cc and "
+               "<stem>_micro.json (flash, measured arena, ops, MACs; docs/MICRO.md); it implies "
+               "--int8 ptq unless --int8 is given, and also takes an int8 streaming .tflite.\n"
                "Exit status: 0 exported; 2 bad usage or bad input (nothing written).")
-    p.add_argument("model", metavar="MODEL", help="trained Keras model (.keras or .h5)")
+    p.add_argument("model", metavar="MODEL",
+                   help="trained Keras model (.keras or .h5); with --target micro also an int8 "
+                        "streaming .tflite")
     p.add_argument("-o", "--output-dir", required=True, metavar="DIR", help="output folder")
     p.add_argument("--int8", action="append", choices=INT8_METHODS, default=[],
                    help="also write a full-int8 file: ptq (post-training) or qat "
@@ -45,6 +55,12 @@ def add_parser(sub):
     p.add_argument("--calibration-frames", type=int, default=1000,
                    help="representative frames kept for calibration (default 1000)")
     p.add_argument("--seed", type=int, default=0, help="calibration / QAT mixing seed")
+    p.add_argument("--target", choices=TARGETS, default="edgetpu",
+                   help="edgetpu (default: TFLite files checked for the Coral Edge TPU) or micro "
+                        "(also C source for TensorFlow Lite for Microcontrollers)")
+    p.add_argument("--arena-margin", type=float, default=None, metavar="FRACTION",
+                   help="--target micro: fraction added to the measured TFLM arena (default "
+                        "0.05)")
     p.add_argument("--overwrite", action="store_true", help="replace existing exported files")
     p.set_defaults(run=run)
     return p
@@ -79,15 +95,76 @@ def _load_usable(files, option: str) -> list:
     return audio
 
 
+def _output_dir(path) -> Path:
+    out_dir = Path(path)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise CliError(f"{out_dir}: exists and is not a folder; choose another -o")
+    return out_dir
+
+
+def _refuse_existing(paths, overwrite: bool) -> None:
+    existing = [p for p in paths if p.exists()]
+    if existing and not overwrite:
+        raise CliError(f"{existing[0]}: already exists; pass --overwrite to replace it, or choose "
+                       "another -o or --name")
+
+
+def _make_dir(out_dir: Path) -> None:
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise CliError(f"{out_dir}: cannot create the output folder ({e.strerror or e}); choose a "
+                       "writable -o") from None
+
+
+def _export_micro(tflite_path: Path, out_dir: Path, name: str, margin: float | None) -> None:
+    """Write the TFLite Micro artefacts of one int8 file and print one line about them."""
+    from tinyse_tf.export.micro import ARENA_MARGIN, MicroExportError, export_micro
+
+    try:
+        with native_stderr_captured():
+            facts = export_micro(tflite_path, out_dir, name,
+                                 ARENA_MARGIN if margin is None else margin)["facts"]
+    except MicroExportError as e:
+        raise CliError(str(e)) from None
+    print(f"micro     {out_dir / name}_model_data.cc  (flash {facts['flash_bytes']:,} B, arena "
+          f"{facts['arena_bytes']:,} B reserved / {facts['arena_bytes_measured']:,} B measured, "
+          f"{facts['macs_per_hop']:,} MACs per hop, {len(facts['resolver'])} TFLM op types)")
+
+
+def _run_micro_tflite(args, model_path: Path) -> int:
+    """``--target micro`` on an exported int8 streaming .tflite: the C artefacts only."""
+    from tinyse_tf.export.micro import MicroExportError, check_micro_model, micro_paths
+
+    if args.int8 or args.representative:
+        raise CliError(f"{model_path}: already a .tflite file; --int8 and --representative "
+                       "apply to a Keras model only")
+    try:
+        check_micro_model(model_path.read_bytes(), model_path)
+    except MicroExportError as e:
+        raise CliError(str(e)) from None
+    name = args.name or model_path.stem
+    out_dir = _output_dir(args.output_dir)
+    _refuse_existing(micro_paths(out_dir, name), args.overwrite)
+    _make_dir(out_dir)
+    _export_micro(model_path, out_dir, name, args.arena_margin)
+    return EXIT_OK
+
+
 def run(args) -> int:
     model_path = check_model_path(args.model)
+    micro = args.target == "micro"
+    if args.arena_margin is not None and (not micro or args.arena_margin < 0):
+        raise CliError("--arena-margin takes a fraction >= 0 and applies to --target micro only")
     if is_tflite(model_path):
+        if micro:
+            return _run_micro_tflite(args, model_path)
         raise CliError(f"{model_path}: already a .tflite file; export takes the trained Keras "
                        "model (.keras or .h5)")
-    int8 = tuple(dict.fromkeys(args.int8))
+    int8 = tuple(dict.fromkeys(args.int8)) or (("ptq",) if micro else ())
     if int8 and not args.representative:
-        raise CliError(f"--int8 {' '.join(int8)} needs --representative DIR: noisy speech to "
-                       "calibrate the int8 ranges")
+        raise CliError(f"{'--target micro' if micro and not args.int8 else '--int8 ' + ' '.join(int8)}"
+                       " needs --representative DIR: noisy speech to calibrate the int8 ranges")
     if "qat" in int8 and not (args.qat_speech and args.qat_noise):
         raise CliError("--int8 qat needs --qat-speech DIR and --qat-noise DIR (the fine-tuning "
                        "data, mixed at random SNRs)")
@@ -98,19 +175,15 @@ def run(args) -> int:
     qat_files = ((_audio_files(args.qat_speech, "--qat-speech"),
                   _audio_files(args.qat_noise, "--qat-noise")) if "qat" in int8 else None)
     name = args.name or model_path.stem
-    out_dir = Path(args.output_dir)
-    if out_dir.exists() and not out_dir.is_dir():
-        raise CliError(f"{out_dir}: exists and is not a folder; choose another -o")
+    out_dir = _output_dir(args.output_dir)
     stems = [f"{name}_stream_float32"] + [f"{name}_stream_int8_{m}" for m in int8]
-    existing = [out_dir / f"{s}.tflite" for s in stems if (out_dir / f"{s}.tflite").exists()]
-    if existing and not args.overwrite:
-        raise CliError(f"{existing[0]}: already exists; pass --overwrite to replace it, or choose "
-                       "another -o or --name")
-    try:
-        out_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise CliError(f"{out_dir}: cannot create the output folder ({e.strerror or e}); choose a "
-                       "writable -o") from None
+    outputs = [out_dir / f"{s}.tflite" for s in stems]
+    if micro:
+        from tinyse_tf.export.micro import micro_paths
+
+        outputs += [p for s in stems[1:] for p in micro_paths(out_dir, s)]
+    _refuse_existing(outputs, args.overwrite)
+    _make_dir(out_dir)
 
     model, config = load_keras_model(model_path)
     try:
@@ -124,7 +197,8 @@ def run(args) -> int:
         try:
             check_int8_exportable(config)
         except Int8ExportError as e:
-            raise CliError(f"{model_path}: {e}") from None
+            target = "--target micro runs int8 only: " if micro else ""
+            raise CliError(f"{model_path}: {target}{e}") from None
     representative = _load_usable(rep_files, "--representative") if int8 else None
     qat_dataset = None
     if qat_files is not None:
@@ -160,4 +234,8 @@ def run(args) -> int:
         except (OSError, ValueError, KeyError):
             pass
         print(line)
+    if micro:
+        for kind in int8:
+            path = Path(paths[f"int8_{kind}"])
+            _export_micro(path, out_dir, path.stem, args.arena_margin)
     return EXIT_OK
