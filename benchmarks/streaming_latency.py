@@ -49,7 +49,7 @@ TIMINGS = ("invoke", "hop", "file_hop")
 SHARED_AUDIO = Path(__file__).resolve().parents[2] / "shared" / "audio"
 
 
-def _calibration_audio(seconds=3.0, n=4):
+def calibration_audio(seconds=3.0, n=4):
     from tinyse_tf.export.calibration import noisy_mixtures
 
     speech = sorted((SHARED_AUDIO / "speech" / "train").glob("*.flac"))
@@ -117,21 +117,29 @@ def time_file(path, threads, audio, seconds=15.0, repeats=5):
     return _stats(ns)
 
 
+def random_model(preset):
+    """``build_cruse(preset, norm="frame_ln", seed=0)`` with trained-like norm weights (gain 1 /
+    bias 0 would let the converter fold them away)."""
+    from tinyse_tf.models import build_cruse
+
+    model = build_cruse(preset, norm="frame_ln", seed=0)
+    rng = np.random.default_rng(0)
+    for layer in model.layers:
+        if layer.name.endswith("_norm"):
+            layer.set_weights([rng.uniform(0.5, 1.5, w.shape).astype(np.float32)
+                               for w in layer.get_weights()])
+    return model
+
+
 def run(presets, frames, threads, keep=None):
     from tinyse_tf.export.quantize import export_model
-    from tinyse_tf.models import build_cruse
     from tinyse_tf.models.complexity import macs_per_frame
 
-    audio, source = _calibration_audio()
+    audio, source = calibration_audio()
     out_dir = Path(keep) if keep else Path(tempfile.mkdtemp(prefix="tinyse_bench_"))
     results = []
     for preset in presets:
-        model = build_cruse(preset, norm="frame_ln", seed=0)
-        rng = np.random.default_rng(0)
-        for layer in model.layers:  # trained-like norm weights (gain 1 / bias 0 would fold away)
-            if layer.name.endswith("_norm"):
-                layer.set_weights([rng.uniform(0.5, 1.5, w.shape).astype(np.float32)
-                                   for w in layer.get_weights()])
+        model = random_model(preset)
         t = time.time()
         paths = export_model(model, out_dir, preset, int8=("ptq",), representative_audio=audio,
                              calibration_frames=300)

@@ -17,6 +17,9 @@ Public API (each name's docstring states its shapes):
 * running models (``tinyse_tf.runtime``): ``enhance`` (offline Keras), ``StreamingEnhancer``
   (exported .tflite, frame by frame), ``FrameStream`` (the hop path around any frame model),
   ``TfliteFrameModel``, ``run_frames``
+* microcontrollers (``tinyse_tf.export.micro``, needs the ``micro`` extra): ``export_micro``
+  (C array + header, TFLM op resolver, front-end tables, ``<name>_micro.json``),
+  ``MicroFrameModel`` (an int8 file in the TFLite Micro interpreter), ``compare_with_litert``
 """
 import importlib
 import os
@@ -39,6 +42,9 @@ _LAZY = {
     "FrameStream": "tinyse_tf.runtime",
     "TfliteFrameModel": "tinyse_tf.runtime",
     "run_frames": "tinyse_tf.runtime",
+    "export_micro": "tinyse_tf.export.micro",
+    "MicroFrameModel": "tinyse_tf.export.micro",
+    "compare_with_litert": "tinyse_tf.export.micro",
     "gram": "tinyse_tf.losses",
     "psa_loss": "tinyse_tf.losses",
     "similarity_kd_loss": "tinyse_tf.losses",

@@ -183,7 +183,6 @@ def run(args) -> int:
 
         outputs += [p for s in stems[1:] for p in micro_paths(out_dir, s)]
     _refuse_existing(outputs, args.overwrite)
-    _make_dir(out_dir)
 
     model, config = load_keras_model(model_path)
     try:
@@ -199,6 +198,7 @@ def run(args) -> int:
         except Int8ExportError as e:
             target = "--target micro runs int8 only: " if micro else ""
             raise CliError(f"{model_path}: {target}{e}") from None
+    _make_dir(out_dir)
     representative = _load_usable(rep_files, "--representative") if int8 else None
     qat_dataset = None
     if qat_files is not None:

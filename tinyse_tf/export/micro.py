@@ -25,6 +25,7 @@ from __future__ import annotations
 import hashlib
 import math
 import re
+import warnings
 from collections import Counter
 from pathlib import Path
 
@@ -219,7 +220,9 @@ def kernel_differences(model_content: bytes, trials: int = 8, seed: int = 0) -> 
     from ai_edge_litert.interpreter import Interpreter
 
     sg = read_model_bytes(model_content).main
-    litert = Interpreter(model_content=model_content, experimental_preserve_all_tensors=True)
+    with warnings.catch_warnings():  # "preserve_all_tensors is for debugging": it is, here
+        warnings.simplefilter("ignore", UserWarning)
+        litert = Interpreter(model_content=model_content, experimental_preserve_all_tensors=True)
     litert.allocate_tensors()
     micro = micro_interpreter(model_content, preserve_all_tensors=True)
     rng = np.random.default_rng(seed)
@@ -248,6 +251,27 @@ def kernel_differences(model_content: bytes, trials: int = 8, seed: int = 0) -> 
                 entry["max_lsb"] = max(entry["max_lsb"], lsb)
                 entry["ops_differing"] += 1
     return dict(sorted(found.items()))
+
+
+def compare_with_litert(model_path, audio) -> dict:
+    """Stream ``audio`` frame by frame through the int8 file twice, each run feeding its own
+    states back: in TFLM (``MicroFrameModel``) and in LiteRT as ``StreamingEnhancer`` runs it
+    (``TfliteFrameModel``, default CPU kernels); compare the int8 masks hop by hop.
+
+    Shape: audio [n] float32 at 16 kHz -> ``ceil(n / 256)`` hops.
+    Returns:
+        ``{"hops", "bit_exact_hops", "max_lsb", "mean_lsb", "p99_lsb"}``: LSB = one step of the
+        mask's int8 quantization, per hop the largest of the 80 bands.
+    """
+    from tinyse_tf.runtime import run_frames, signal_features
+
+    features = signal_features(audio)
+    micro = MicroFrameModel(model_path)
+    masks = [run_frames(m, features) for m in (micro, TfliteFrameModel(model_path))]
+    lsb = np.rint(np.abs(masks[0] - masks[1]) / micro.outputs["mask"].scale).max(axis=1)
+    return {"hops": int(lsb.size), "bit_exact_hops": int((lsb == 0).sum()),
+            "max_lsb": int(lsb.max()), "mean_lsb": float(lsb.mean()),
+            "p99_lsb": float(np.percentile(lsb, 99))}
 
 
 # --------------------------------------------------------------------------- MACs
