@@ -7,13 +7,15 @@ An *item* names one test clip::
 A *record* is the item (paths as str, ``snr_label`` as str) plus the ``compute_metrics`` fields
 ``noisy``, ``enhanced``, ``delta``, ``errors``, ``seconds``, ``n_samples``.
 
-Files are evaluated in a ``ProcessPoolExecutor`` (forkserver start on Linux). DNSMOS keeps its ONNX
-sessions in a module global of ``speechmos.dnsmos``, so each worker loads them once, on its first
-DNSMOS call (about 5-20 s), and reuses them for every later file it gets.
+Files are evaluated in a ``ProcessPoolExecutor`` (forkserver start on Linux), one worker per core.
+DNSMOS keeps its ONNX session in a module global of ``metrics``, so each worker loads it once, on its
+first DNSMOS call, and reuses it for every later file it gets; a :class:`ScoringPool` keeps the
+workers (and their sessions) for several ``evaluate_files`` calls, e.g. one per model.
 """
 from __future__ import annotations
 
 import concurrent.futures as cf
+import contextlib
 import csv
 import math
 import multiprocessing
@@ -26,6 +28,7 @@ from typing import Iterable, Mapping, Sequence
 import numpy as np
 
 from tinyse_tf.atomic import atomic_open
+from tinyse_tf.evaluation import metrics as _metrics
 from tinyse_tf.evaluation.metrics import (DEFAULT_METRICS, SAMPLE_RATE, _error_string,
                                           compute_metrics, empty_result, metric_keys)
 
@@ -81,10 +84,8 @@ def evaluate_item(item: Mapping, metrics: Sequence[str] = DEFAULT_METRICS) -> di
 
 
 def _init_worker() -> None:
-    """Pool initializer: forget DNSMOS sessions inherited through fork, so each worker loads its own."""
-    mod = sys.modules.get("speechmos.dnsmos")
-    if mod is not None:
-        mod.dnsmos = None
+    """Pool initializer: forget a DNSMOS session inherited through fork, so each worker loads its own."""
+    _metrics._dnsmos_model = None
 
 
 def _start_method(requested: str | None) -> str | None:
@@ -92,18 +93,57 @@ def _start_method(requested: str | None) -> str | None:
     if requested is None:
         methods = multiprocessing.get_all_start_methods()
         return "forkserver" if sys.platform.startswith("linux") and "forkserver" in methods else None
-    if requested == "fork":
-        mod = sys.modules.get("speechmos.dnsmos")
-        if mod is not None and getattr(mod, "dnsmos", None) is not None:
-            warnings.warn("mp_context='fork' after DNSMOS ran in this process: onnxruntime does not "
-                          "survive fork and the workers' DNSMOS calls can hang; use 'forkserver'",
-                          RuntimeWarning, stacklevel=3)
+    if requested == "fork" and _metrics._dnsmos_model is not None:
+        warnings.warn("mp_context='fork' after DNSMOS ran in this process: onnxruntime does not "
+                      "survive fork and the workers' DNSMOS calls can hang; use 'forkserver'",
+                      RuntimeWarning, stacklevel=3)
     return requested
+
+
+class ScoringPool:
+    """Worker processes shared by several ``evaluate_files(..., pool=)`` calls, so workers start,
+    import the metric libraries and load DNSMOS once, not once per call. A context manager.
+
+    A pool broken by a crashed worker (e.g. a segfault in a C library) fails the files in flight
+    (``errors["worker"]``) and is replaced by a fresh one at the next submit.
+
+    Args:
+        workers: processes; None -> ``os.cpu_count()``. Started on demand, up to this many.
+        mp_context: start method, as for ``evaluate_files``.
+    """
+
+    def __init__(self, workers: int | None = None, mp_context: str | None = None):
+        self.workers = int((os.cpu_count() or 1) if workers is None else workers)
+        if self.workers <= 0:
+            raise ValueError(f"ScoringPool needs at least one worker, got {workers}")
+        self._context = multiprocessing.get_context(_start_method(mp_context))
+        self._executor = self._new_executor()
+
+    def _new_executor(self) -> cf.ProcessPoolExecutor:
+        return cf.ProcessPoolExecutor(max_workers=self.workers, mp_context=self._context,
+                                      initializer=_init_worker)
+
+    def submit(self, fn, *args) -> cf.Future:
+        try:
+            return self._executor.submit(fn, *args)
+        except cf.BrokenExecutor:  # a worker died earlier
+            self._executor.shutdown(wait=False)
+            self._executor = self._new_executor()
+            return self._executor.submit(fn, *args)
+
+    def close(self) -> None:
+        self._executor.shutdown(wait=True, cancel_futures=True)
+
+    def __enter__(self) -> "ScoringPool":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
 
 
 def evaluate_files(items: Iterable[Mapping], metrics: Sequence[str] = DEFAULT_METRICS,
                    workers: int | None = None, progress: bool = True,
-                   mp_context: str | None = None) -> list[dict]:
+                   mp_context: str | None = None, pool: ScoringPool | None = None) -> list[dict]:
     """Compute per-file metrics for many items, in parallel over files.
 
     Args:
@@ -117,9 +157,12 @@ def evaluate_files(items: Iterable[Mapping], metrics: Sequence[str] = DEFAULT_ME
             default elsewhere): "fork" is faster to start but a forked worker hangs in onnxruntime
             when DNSMOS already ran in this process, and inherits TensorFlow's threads. With
             forkserver/spawn, a calling script needs an ``if __name__ == "__main__":`` guard.
+        pool: a :class:`ScoringPool` to run in (``workers`` and ``mp_context`` are then unused);
+            None -> a pool of ``workers`` processes for this call only.
     Returns:
-        One record per item, in input order. A file that fails to load, or a metric that fails,
-        gives NaN values and an ``errors`` entry; a crashed worker gives ``errors["worker"]``.
+        One record per item, in input order, the same whichever way they are run. A file that
+        fails to load, or a metric that fails, gives NaN values and an ``errors`` entry; a
+        crashed worker gives ``errors["worker"]``.
     """
     items = list(items)
     metrics = (metrics,) if isinstance(metrics, str) else tuple(metrics)
@@ -139,14 +182,13 @@ def evaluate_files(items: Iterable[Mapping], metrics: Sequence[str] = DEFAULT_ME
 
     records: list[dict | None] = [None] * len(items)
     with tqdm(total=len(items), desc="evaluate", unit="file", disable=not progress) as bar:
-        if workers <= 0:
+        if pool is None and workers <= 0:
             for i, item in enumerate(items):
                 records[i] = evaluate_item(item, metrics)
                 bar.update()
             return records
-        ctx = multiprocessing.get_context(_start_method(mp_context))
-        with cf.ProcessPoolExecutor(max_workers=workers, mp_context=ctx,
-                                    initializer=_init_worker) as pool:
+        with (ScoringPool(workers, mp_context) if pool is None
+              else contextlib.nullcontext(pool)) as pool:
             futures = {pool.submit(evaluate_item, item, metrics): i for i, item in enumerate(items)}
             for fut in cf.as_completed(futures):
                 i = futures[fut]
