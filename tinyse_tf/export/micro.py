@@ -17,7 +17,7 @@
 
 The TFLM interpreter is the one of the ``tflite-micro`` wheel (the real TFLM C++ kernels, the
 reference ones, compiled for this host). ``MicroFrameModel`` runs a file through it as a frame
-model, so ``FrameStream(MicroFrameModel(path))`` enhances audio exactly as firmware running TFLM's
+model, so ``FrameStream(MicroFrameModel(path))`` enhances audio as firmware running TFLM's
 reference kernels would. Integration guide and budget table: docs/MICRO.md.
 """
 from __future__ import annotations
