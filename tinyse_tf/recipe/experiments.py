@@ -142,20 +142,22 @@ class Experiments:
 
     def evaluate(self, cond: Condition, model) -> dict:
         """Score the model and its int8 streaming files; returns ``{eval key: seconds}``."""
+        from tinyse_tf.recipe.two_step import without_dnsmos
         from tinyse_tf.runtime.offline import enhance
         from tinyse_tf.runtime import StreamingEnhancer
 
-        metrics = tuple(m for m in self.run.cfg.metrics if cond.dnsmos or m != "dnsmos")
-        t0 = time.time()
-        self.run._evaluate_one(cond.key, cond.key, lambda a: enhance(model, a), metrics)
-        seconds = {cond.key: round(time.time() - t0, 1)}
-        if cond.int8:  # int8 rows: every metric but DNSMOS (1 s per file, the largest cost)
-            metrics = tuple(m for m in metrics if m != "dnsmos")
-            for path in self.run.export(cond.key, model, cond.int8, seed=cond.seed).values():
+        metrics = self.run.cfg.metrics if cond.dnsmos else without_dnsmos(self.run.cfg.metrics)
+        rows = [(cond.key, lambda a: enhance(model, a), metrics)]
+        if cond.int8:
+            files = self.run.export(cond.key, model, cond.int8, seed=cond.seed)
+            rows += [(path.stem, StreamingEnhancer(path).enhance, without_dnsmos(metrics))
+                     for path in files.values()]
+        seconds = {}
+        with self.run.scoring():
+            for key, enhance_fn, row_metrics in rows:
                 t0 = time.time()
-                self.run._evaluate_one(path.stem, path.stem, StreamingEnhancer(path).enhance,
-                                       metrics)
-                seconds[path.stem] = round(time.time() - t0, 1)
+                self.run._evaluate_one(key, key, enhance_fn, row_metrics)
+                seconds[key] = round(time.time() - t0, 1)
         return seconds
 
     def run_all(self, conditions, log=print):
