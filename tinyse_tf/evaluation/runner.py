@@ -83,6 +83,14 @@ def evaluate_item(item: Mapping, metrics: Sequence[str] = DEFAULT_METRICS) -> di
     return rec
 
 
+def usable_cores() -> int:
+    """Cores this process may run on (its CPU affinity, e.g. under ``taskset`` or a container's
+    cpuset), else ``os.cpu_count()``: the default number of workers."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
 def _init_worker() -> None:
     """Pool initializer: forget a DNSMOS session inherited through fork, so each worker loads its own."""
     _metrics._dnsmos_model = None
@@ -108,12 +116,12 @@ class ScoringPool:
     (``errors["worker"]``) and is replaced by a fresh one at the next submit.
 
     Args:
-        workers: processes; None -> ``os.cpu_count()``. Started on demand, up to this many.
+        workers: processes; None -> ``usable_cores()``. Started on demand, up to this many.
         mp_context: start method, as for ``evaluate_files``.
     """
 
     def __init__(self, workers: int | None = None, mp_context: str | None = None):
-        self.workers = int((os.cpu_count() or 1) if workers is None else workers)
+        self.workers = int(usable_cores() if workers is None else workers)
         if self.workers <= 0:
             raise ValueError(f"ScoringPool needs at least one worker, got {workers}")
         self._context = multiprocessing.get_context(_start_method(mp_context))
@@ -151,7 +159,7 @@ def evaluate_files(items: Iterable[Mapping], metrics: Sequence[str] = DEFAULT_ME
             improvements over the input, ``noisy_path`` (any rate or channel count); other keys
             are copied into the records.
         metrics: metric groups, a subset of ``("si_sdr", "sdr", "pesq", "estoi", "dnsmos")``.
-        workers: worker processes; None -> ``os.cpu_count()``; 0 -> evaluate in this process.
+        workers: worker processes; None -> ``usable_cores()``; 0 -> evaluate in this process.
         progress: show a tqdm progress bar.
         mp_context: multiprocessing start method. None -> "forkserver" on Linux (the platform
             default elsewhere): "fork" is faster to start but a forked worker hangs in onnxruntime
@@ -175,7 +183,7 @@ def evaluate_files(items: Iterable[Mapping], metrics: Sequence[str] = DEFAULT_ME
     if not items:
         return []
     if workers is None:
-        workers = os.cpu_count() or 1
+        workers = usable_cores()
     workers = min(int(workers), len(items))
 
     from tqdm.auto import tqdm
