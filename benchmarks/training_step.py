@@ -58,9 +58,11 @@ def _pipeline(batch_size, clip_seconds):
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
     from data_pipeline import measure_pipeline
 
-    from tinyse_tf.data import CORPUS_SIZES, build_corpus, mixture_dataset
+    from tinyse_tf.data import CORPUS_SIZES, build_corpus, mixture_dataset, prepare_corpus
 
     corpus = build_corpus(progress=False, **CORPUS_SIZES["default"])
+    corpus = prepare_corpus(corpus, corpus.root.with_name(f"{corpus.root.name}-shards"),
+                            progress=False)  # written once beside the cached corpus
     ds = mixture_dataset(*corpus.split("train"), clip_seconds=clip_seconds,
                          batch_size=batch_size, seed=0)
     return measure_pipeline(ds, n_batches=50, warmup=5)

@@ -1,4 +1,5 @@
-"""Tests for tinyse_tf.data: files, built-in corpus, folders, mixture pipeline, test sets."""
+"""Tests for tinyse_tf.data: files, built-in corpus, folders, mixing, test sets (shards and the
+streaming pipeline: tests/data/)."""
 import hashlib
 import json
 import warnings
@@ -11,7 +12,7 @@ import soundfile as sf
 from tinyse_tf.constants import SAMPLE_RATE
 from tinyse_tf.data import (AudioError, AudioSkipWarning, Corpus, DataError, build_corpus,
                             list_audio, load_audio, load_folder, load_test_set, mix_np, mix_tf,
-                            mixture_dataset, split_voices, write_audio, write_test_sets)
+                            split_voices, write_audio, write_test_sets)
 from tinyse_tf.data import builtin
 from tinyse_tf.data.espeak import VARIANTS
 from tinyse_tf.data.noises import NOISE_TYPES, generate_noise
@@ -277,7 +278,7 @@ def test_from_folders_on_shared_audio_uses_its_split(shared_audio):
         assert files["valid"]
 
 
-# ---------------------------------------------------------------- mixing and pipeline
+# ---------------------------------------------------------------- mixing (the pipeline: tests/data)
 
 def test_mix_np_and_tf_agree():
     rng = np.random.default_rng(0)
@@ -291,68 +292,16 @@ def test_mix_np_and_tf_agree():
         assert max(np.abs(n_np).max(), np.abs(c_np).max()) <= 0.99 + 1e-6
     noisy, target = mix_np(np.zeros(4000), noise, 0.0, -30.0)  # silent speech: noise only
     assert not target.any() and abs(10 * np.log10(np.mean(noisy ** 2)) + 30) < 1e-3
-
-
-def test_pipeline_shapes_snr_level_and_no_clipping(tiny_corpus):
-    speech, noise = tiny_corpus.split("train")
-    ds = mixture_dataset(speech, noise, clip_seconds=1.0, batch_size=8, snr_range=(3, 3),
-                         level_range_db=(-35, -15), seed=0)
-    assert [tuple(s.shape) for s in ds.element_spec] == [(8, SAMPLE_RATE)] * 2
-    for noisy, clean in ds.take(4):
-        noisy, clean = noisy.numpy(), clean.numpy()
-        assert noisy.dtype == clean.dtype == np.float32 and noisy.shape == (8, SAMPLE_RATE)
-        speaking = np.sum(clean ** 2, -1) > 1e-6
-        assert speaking.any()
-        np.testing.assert_allclose(_snr_db(noisy, clean)[speaking], 3.0, atol=0.01)
-        assert np.abs(noisy).max() <= 0.99 + 1e-5 and np.abs(clean).max() <= 0.99 + 1e-5
-        level = 10 * np.log10(np.mean(noisy ** 2, -1))
-        assert np.all(level <= -15 + 0.01) and np.all(level >= -35 - 0.01)
-
-
-def test_pipeline_determinism(tiny_corpus):
-    speech, noise = tiny_corpus.split("train")
-
-    def first(seed):
-        ds = mixture_dataset(speech, noise, clip_seconds=0.5, batch_size=4, seed=seed)
-        return [t.numpy() for t in next(iter(ds))]
-
-    a, b, c = first(7), first(7), first(8)
-    np.testing.assert_array_equal(a[0], b[0])
-    np.testing.assert_array_equal(a[1], b[1])
-    assert not np.array_equal(a[0], c[0])
-
-
-def test_pipeline_single_pass(tiny_corpus):
-    speech, noise = tiny_corpus.split("test")
-    ds = mixture_dataset(speech, noise, clip_seconds=0.5, batch_size=2, repeat=False)
-    sizes = [int(n.shape[0]) for n, _ in ds]
-    assert sizes == [2, 1]  # 3 test files, one example each, last batch partial
-
-
-def test_pipeline_pads_short_speech_and_loops_short_noise(tmp_path):
-    rng = np.random.default_rng(0)
-    speech = write_audio(tmp_path / "s.wav", 0.3 + 0.1 * rng.random(4800), subtype="FLOAT")
-    noise = write_audio(tmp_path / "n.wav", rng.standard_normal(4000) * 0.1, subtype="FLOAT")
-    ds = mixture_dataset([speech], [noise], clip_seconds=1.0, batch_size=4, seed=3)
-    noisy, clean = (t.numpy() for t in next(iter(ds)))
-    for n, c in zip(noisy, clean):
-        support = np.nonzero(c)[0]
-        assert len(support) == 4800 and support[-1] - support[0] == 4799  # one padded block
-        residual = n - c
-        np.testing.assert_allclose(residual[:-4000], residual[4000:], atol=1e-6)  # looped
-
-
-def test_benchmark_measure_pipeline(tiny_corpus):
-    import importlib.util
-
-    path = Path(__file__).resolve().parents[1] / "benchmarks" / "data_pipeline.py"
-    spec = importlib.util.spec_from_file_location("data_pipeline_bench", path)
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
-    ds = mixture_dataset(*tiny_corpus.split("train"), clip_seconds=0.25, batch_size=2)
-    result = bench.measure_pipeline(ds, n_batches=3, warmup=1)
-    assert result["examples"] == 6 and result["batch_shape"] == [2, 4000]
-    assert result["examples_per_s"] > 0
+    # A batch [b, n] with per-row dB mixes every row on its own.
+    cleans = np.stack([clean, np.zeros_like(clean), clean * 3])
+    noises = np.stack([noise, noise, noise[::-1]])
+    snrs = np.array([-5.0, 0.0, 10.0], np.float32)
+    levels = np.array([-25.0, -30.0, -3.0], np.float32)
+    n_tf, c_tf = (t.numpy() for t in mix_tf(cleans, noises, snrs, levels))
+    for row in range(3):
+        n_np, c_np = mix_np(cleans[row], noises[row], snrs[row], levels[row])
+        np.testing.assert_allclose(n_tf[row], n_np, rtol=1e-4, atol=1e-6)
+        np.testing.assert_allclose(c_tf[row], c_np, rtol=1e-4, atol=1e-6)
 
 
 # ---------------------------------------------------------------- test sets

@@ -14,6 +14,9 @@ Public API (each name's docstring states its shapes):
   ``mel_to_linear_matrix``
 * losses and training: ``psa_loss``, ``similarity_kd_loss``, ``gram``, ``Distiller``,
   ``PhaseSwitch``
+* data (``tinyse_tf.data`` has the rest): ``prepare_data``, ``prepare_corpus``,
+  ``load_prepared`` (audio as int16 shards, written once), ``mixture_dataset`` (``(noisy,
+  clean)`` float32 ``[batch, clip_samples]`` streamed from them)
 * running models (``tinyse_tf.runtime``): ``enhance`` (offline Keras), ``StreamingEnhancer``
   (exported .tflite, frame by frame), ``FrameStream`` (the hop path around any frame model),
   ``TfliteFrameModel``, ``run_frames``
@@ -45,6 +48,10 @@ _LAZY = {
     "export_micro": "tinyse_tf.export.micro",
     "MicroFrameModel": "tinyse_tf.export.micro",
     "compare_with_litert": "tinyse_tf.export.micro",
+    "load_prepared": "tinyse_tf.data",
+    "mixture_dataset": "tinyse_tf.data",
+    "prepare_corpus": "tinyse_tf.data",
+    "prepare_data": "tinyse_tf.data",
     "gram": "tinyse_tf.losses",
     "psa_loss": "tinyse_tf.losses",
     "similarity_kd_loss": "tinyse_tf.losses",

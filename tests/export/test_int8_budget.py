@@ -34,12 +34,13 @@ def train_and_export(seed: int, steps: int, tmp):
     """``(corpus, {"float32" | "int8_ptq": path})``: the student trained and exported in ``tmp``."""
     import tf_keras as keras
 
-    from tinyse_tf.data import CORPUS_SIZES, build_corpus, mixture_dataset
+    from tinyse_tf.data import CORPUS_SIZES, build_corpus, mixture_dataset, prepare_corpus
     from tinyse_tf.distill import Distiller
     from tinyse_tf.export.quantize import export_model
     from tinyse_tf.models import build_cruse
 
-    corpus = build_corpus(tmp / "corpus", seed=seed, progress=False, **CORPUS_SIZES["smoke"])
+    corpus = prepare_corpus(build_corpus(tmp / "corpus", seed=seed, progress=False,
+                                         **CORPUS_SIZES["smoke"]), tmp / "shards", progress=False)
     keras.utils.set_random_seed(seed)
     model = build_cruse("student", norm="frame_ln", seed=seed)
     distiller = Distiller(model, None, gamma=0.0)  # PSA only

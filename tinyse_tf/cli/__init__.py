@@ -28,6 +28,7 @@ COMMANDS = {
     "evaluate": "tinyse_tf.cli.evaluate",
     "export": "tinyse_tf.cli.export",
     "info": "tinyse_tf.cli.info",
+    "prepare-data": "tinyse_tf.cli.prepare_data",
 }
 #: Forwarded commands: arguments go verbatim to ``main(argv, prog=...)`` of the module.
 FORWARDED = {
@@ -64,7 +65,8 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=EXIT_CODES)
     parser.add_argument("--version", action="version", version=f"tinyse {_version()}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", title="commands")
-    for name in ("enhance", "evaluate", "export", "edgetpu-check", "info", "train"):
+    for name in ("enhance", "evaluate", "export", "edgetpu-check", "info", "prepare-data",
+                 "train"):
         if name in FORWARDED:  # listed in the help; parsed by the target itself (see main)
             sub.add_parser(name, add_help=False, help=FORWARDED[name][1])
         else:

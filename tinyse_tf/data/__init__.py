@@ -4,8 +4,10 @@ All audio is 16 kHz mono float32. Shapes in brief:
 
 - :func:`load_audio` ``(path) -> float32 [n]``; :func:`write_audio` ``(path, [n])``.
 - :func:`build_corpus` ``-> Corpus`` (file lists per split), built once into the user cache.
-- :func:`mixture_dataset` ``-> tf.data.Dataset`` of ``(noisy, clean)``, each float32
-  ``[batch, clip_samples]``.
+- :func:`prepare_data` / :func:`prepare_corpus` ``-> PreparedData``: the audio as int16 shards
+  plus a manifest, written once (``tinyse prepare-data``); :func:`load_prepared` opens one.
+- :func:`mixture_dataset` ``(*prepared.split("train"))`` ``-> tf.data.Dataset`` of
+  ``(noisy, clean)``, each float32 ``[batch, clip_samples]``, streamed from the shards.
 - :func:`write_test_sets` writes ``<out>/<set>/{noisy,clean}/<id>.wav``; :func:`load_test_set`
   lists them.
 
@@ -22,7 +24,10 @@ _LAZY = {
     "CORPUS_SIZES": "builtin", "CORPUS_VERSION": "builtin", "build_corpus": "builtin",
     "default_data_dir": "builtin", "load_corpus": "builtin", "split_voices": "builtin",
     "SPLITS": "corpus", "Corpus": "corpus", "mix_np": "mixing", "mix_tf": "mixing",
-    "mixture_dataset": "pipeline", "load_test_set": "testsets", "write_test_sets": "testsets",
+    "mixture_dataset": "pipeline", "worker_input_context": "pipeline",
+    "PreparedData": "shards", "Shards": "shards", "load_prepared": "shards",
+    "prepare_corpus": "shards", "prepare_data": "shards",
+    "load_test_set": "testsets", "write_test_sets": "testsets",
 }
 
 __all__ = [

@@ -39,7 +39,15 @@ class AudioError(ValueError):
 
 
 class AudioSkipWarning(UserWarning):
-    """A file was skipped while loading a folder or a file list."""
+    """A file was skipped while loading a folder or a file list.
+
+    Attributes:
+        error: the :class:`AudioError` of the skipped file (``None`` on the final count).
+    """
+
+    def __init__(self, message: str, error: AudioError | None = None):
+        super().__init__(message)
+        self.error = error
 
 
 def _one_line(text: str) -> str:
@@ -195,23 +203,38 @@ def load_files(files: Iterable, sample_rate: int = SAMPLE_RATE, what: str = "fil
 
 
 def _keep_usable(files: Iterable, check, what: str) -> dict:
-    """``{path: check(path)}`` for the files ``check`` accepts; each rejected file (AudioError)
-    gives one warning naming it, then one warning with the count; DataError if none is left."""
+    """``{path: check(path)}`` for the files ``check`` accepts (see :func:`iter_usable`)."""
+    return dict(iter_usable(files, check, what, stacklevel=4))
+
+
+def iter_usable(files: Iterable, check, what: str, on_skip=None, stacklevel: int = 3):
+    """Yield ``(path, check(path))`` for the files ``check`` accepts, one at a time (so a large
+    collection is never held in memory). Each rejected file (AudioError) gives one
+    :class:`AudioSkipWarning` naming it (and a call ``on_skip(err)``), and the end one warning
+    with the count.
+
+    Raises:
+        DataError: at the end, if no file was usable.
+    """
     files = [Path(f) for f in files]
-    kept, skipped = {}, 0
+    kept = skipped = 0
     for f in files:
         try:
-            kept[f] = check(f)
+            result = check(f)
         except AudioError as err:
             skipped += 1
-            warnings.warn(f"skipping: {err}", AudioSkipWarning, stacklevel=3)
+            warnings.warn(AudioSkipWarning(f"skipping: {err}", err), stacklevel=stacklevel)
+            if on_skip is not None:
+                on_skip(err)
+            continue
+        kept += 1
+        yield f, result
     if skipped:
         warnings.warn(f"skipped {skipped} of {len(files)} audio files in {what}",
-                      AudioSkipWarning, stacklevel=3)
+                      AudioSkipWarning, stacklevel=stacklevel)
     if not kept:
         raise DataError(f"no usable audio in {what} ({len(files)} files, all unreadable or empty); "
                         "check the files named in the warnings above")
-    return kept
 
 
 def load_folder(root, sample_rate: int = SAMPLE_RATE) -> dict[Path, np.ndarray]:

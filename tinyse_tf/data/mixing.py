@@ -48,15 +48,22 @@ def mix_np(clean: np.ndarray, noise: np.ndarray, snr_db: float, level_db: float,
 
 
 def mix_tf(clean, noise, snr_db, level_db, peak: float = PEAK):
-    """TensorFlow version of :func:`mix_np` for one clip (float32 [n] tensors, scalar dB)."""
+    """TensorFlow version of :func:`mix_np`, for one clip (float32 ``[n]``, scalar dB) or a batch
+    (``[batch, n]``, dB ``[batch]``): every formula runs over the last axis."""
     from tinyse_tf._tf import tf
 
-    e_clean = tf.reduce_sum(tf.square(clean))
-    e_noise = tf.reduce_sum(tf.square(noise))
+    def total(x, reduce=tf.reduce_sum):
+        return reduce(x, axis=-1, keepdims=True)
+
+    snr_db, level_db = tf.expand_dims(snr_db, -1), tf.expand_dims(level_db, -1)
+    e_clean = total(tf.square(clean))
+    e_noise = total(tf.square(noise))
     g_noise = tf.where(e_clean > SILENCE,
                        tf.sqrt(e_clean / (e_noise * tf.pow(10.0, snr_db / 10.0) + _EPS)), 1.0)
     noisy = clean + g_noise * noise
-    gain = tf.pow(10.0, level_db / 20.0) / (tf.sqrt(tf.reduce_mean(tf.square(noisy))) + _EPS)
-    top = tf.maximum(tf.reduce_max(tf.abs(noisy)), tf.reduce_max(tf.abs(clean))) * gain
+    gain = tf.pow(10.0, level_db / 20.0) / (tf.sqrt(total(tf.square(noisy), tf.reduce_mean))
+                                            + _EPS)
+    top = tf.maximum(total(tf.abs(noisy), tf.reduce_max), total(tf.abs(clean), tf.reduce_max))
+    top = top * gain
     gain = tf.where(top > peak, gain * peak / top, gain)
     return noisy * gain, clean * gain

@@ -1,99 +1,191 @@
-"""On-the-fly noisy/clean mixtures as a ``tf.data.Dataset``.
+"""On-the-fly noisy/clean mixtures as a ``tf.data.Dataset``, streamed from prepared shards.
 
-All audio is loaded once into two flat float32 tensors (speech, noise) with per-file offsets;
-every example is cut and mixed in a parallel ``map`` with stateless random ops seeded by
-``(seed, example index)``, so a seed always gives the same examples in the same order, and the
-CPU work runs beside the training step thanks to ``prefetch``.
+Speech and noise are two streams of int16 clips. Per pass over a split the shards are visited in
+a seeded random order; ``interleave`` reads ``CYCLE`` of them at a time (whole files,
+``read_file`` + ``decode_raw``) and each gives one random crop per utterance (``NOISE_USES`` for
+noise), utterances in a seeded random order. The streams are zipped, batched, and each batch is
+mixed in a parallel ``map``. Every random number comes from stateless ops seeded by ``(seed,
+worker, pass, shard)`` or ``(seed, worker, batch index)``, never from TensorFlow's global seed,
+so a seed always gives the same batches; memory holds a few shards per stream whatever the size
+of the corpus (``benchmarks/data_pipeline.py`` measures both).
 """
 from __future__ import annotations
 
-from collections.abc import Sequence
-
-import numpy as np
-
 from tinyse_tf.constants import SAMPLE_RATE
-from tinyse_tf.data.audio_io import load_files
+from tinyse_tf.data.audio_io import DataError
 from tinyse_tf.data.mixing import mix_tf
+from tinyse_tf.data.shards import Shards
+
+#: Shards read at the same time per stream (``interleave`` cycle length): a batch mixes
+#: utterances of this many shards, and this many (plus as many read ahead) are in memory.
+CYCLE = 4
+#: Crops taken from each noise utterance per pass: noise is reused across speech anyway (the
+#: built-in corpus has 13x fewer noise files), and each crop needs the whole file read.
+NOISE_USES = 4
 
 
-def _pack(clips) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    clips = list(clips)
-    lengths = np.array([len(c) for c in clips], np.int64)
-    starts = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64)
-    return np.concatenate(clips).astype(np.float32), starts, lengths
-
-
-def mixture_dataset(speech_files: Sequence, noise_files: Sequence, clip_seconds: float = 2.0,
+def mixture_dataset(speech: Shards, noise: Shards, clip_seconds: float = 2.0,
                     batch_size: int = 16, snr_range=(-5.0, 15.0), level_range_db=(-35.0, -15.0),
-                    seed: int = 0, repeat: bool = True):
-    """Batches of ``(noisy, clean)`` mixed on the fly.
+                    seed: int = 0, repeat: bool = True, input_context=None):
+    """Batches of ``(noisy, clean)`` mixed on the fly from prepared shards.
 
-    Each example: a random speech file, a random crop of ``clip_seconds`` (a shorter file is
-    zero-padded at a random position); a random noise file, cropped at a random offset and looped
-    if shorter than the clip; SNR uniform in ``snr_range`` (energy based over the clip; the paper
-    uses LUFS, see :mod:`tinyse_tf.data.mixing`); RMS level of the mixture uniform in
-    ``level_range_db`` dBFS, the clean target scaled by the same gain; both scaled down together
-    if a sample would exceed 0.99.
+    Each example: the next speech utterance of the stream (each once per pass), a random crop
+    of ``clip_seconds`` (a shorter one is zero-padded at a random position); the next noise
+    utterance, cropped at a random offset and looped if shorter than the clip; SNR uniform in
+    ``snr_range`` (energy based over the clip; the paper uses LUFS, see
+    :mod:`tinyse_tf.data.mixing`); RMS level of the mixture uniform in ``level_range_db`` dBFS,
+    the clean target scaled by the same gain; both scaled down together if a sample would
+    exceed 0.99.
 
     Args:
-        speech_files: speech paths (loaded into memory; unreadable files are skipped with a
-            warning).
-        noise_files: noise paths.
+        speech, noise: shards of one split, ``prepared.split("train")`` of a
+            :class:`~tinyse_tf.data.PreparedData` (see :func:`~tinyse_tf.data.prepare_data`).
         clip_seconds: example length.
-        batch_size: examples per batch.
+        batch_size: examples per batch (the global batch under a ``tf.distribute`` strategy).
         snr_range: ``(low, high)`` in dB; equal values give a fixed SNR.
         level_range_db: ``(low, high)`` RMS level of the noisy mixture in dBFS.
         seed: the same seed gives the same batches.
-        repeat: ``True``: endless, speech file drawn at random for each example, every batch
-            full. ``False``: one example per speech file, in file order (a fixed validation
-            set for a seed); the last batch may be smaller.
+        repeat: ``True``: endless; every speech utterance once per pass, passes in different
+            orders, every batch full. ``False``: one example per speech utterance in storage
+            order (a fixed validation set for a seed); the last batch may be smaller.
+        input_context: a ``tf.distribute.InputContext`` (see :func:`worker_input_context`):
+            this worker reads every ``num_input_pipelines``-th speech shard from
+            ``input_pipeline_id`` (all of them if there are fewer shards than workers) and draws
+            its own random numbers; the dataset is then marked not to be auto-sharded again.
 
     Returns:
         ``tf.data.Dataset`` of ``(noisy, clean)``, each float32 ``[batch, clip_samples]`` with
         ``clip_samples = round(clip_seconds * 16000)``.
+
+    Raises:
+        DataError: a split without audio. TypeError: file lists instead of shards.
     """
     from tinyse_tf._tf import tf
 
+    for name, shards in (("speech", speech), ("noise", noise)):
+        if not isinstance(shards, Shards):
+            raise TypeError(f"mixture_dataset reads prepared shards, got {type(shards).__name__} "
+                            f"for {name}: prepare the audio once with prepare_data(...) or "
+                            "prepare_corpus(corpus, folder), then pass *prepared.split('train')")
+        if not shards.utterances:
+            raise DataError(f"no {name} audio in this split of the prepared data; prepare it "
+                            "from folders that hold enough files for every split")
     clip = int(round(clip_seconds * SAMPLE_RATE))
     if clip <= 0 or batch_size <= 0:
         raise ValueError("clip_seconds and batch_size must be positive")
     if snr_range[0] > snr_range[1] or level_range_db[0] > level_range_db[1]:
         raise ValueError("ranges are (low, high)")
-    s_flat, s_start, s_len = _pack(load_files(speech_files, what="speech files").values())
-    n_flat, n_start, n_len = _pack(load_files(noise_files, what="noise files").values())
-    n_speech, n_noise = len(s_len), len(n_len)
+    workers, worker = ((input_context.num_input_pipelines, input_context.input_pipeline_id)
+                       if input_context is not None else (1, 0))
+    if len(speech.files) >= workers:
+        speech = Shards(speech.files[worker::workers], speech.lengths[worker::workers])
+    key = tf.constant([seed, worker], tf.int64)
+    fold = tf.random.experimental.stateless_fold_in
 
-    s_flat, s_start, s_len = tf.constant(s_flat), tf.constant(s_start), tf.constant(s_len)
-    n_flat, n_start, n_len = tf.constant(n_flat), tf.constant(n_start), tf.constant(n_len)
-    clip_t = tf.constant(clip, tf.int64)
     snr_lo, snr_hi = float(snr_range[0]), float(snr_range[1])
     lvl_lo, lvl_hi = float(level_range_db[0]), float(level_range_db[1])
 
-    def uniform_int(seed_pair, high):  # integer in [0, high)
-        return tf.random.stateless_uniform([], seed_pair, 0, high, dtype=tf.int64)
+    def mix(index, clean, noise):  # a batch: int16 [b, clip] each
+        seeds = tf.random.experimental.stateless_split(fold(fold(key, 0), index), num=2)
+        size = tf.shape(clean)[:1]
+        snr = tf.random.stateless_uniform(size, seeds[0], snr_lo, snr_hi) if snr_hi > snr_lo \
+            else tf.fill(size, snr_lo)
+        level = tf.random.stateless_uniform(size, seeds[1], lvl_lo, lvl_hi) \
+            if lvl_hi > lvl_lo else tf.fill(size, lvl_lo)
+        return mix_tf(_to_float(clean), _to_float(noise), snr, level)
 
-    def example(index):
-        seeds = tf.random.experimental.stateless_split(
-            tf.stack([tf.constant(seed, tf.int64), index]), num=7)
-        si = uniform_int(seeds[0], n_speech) if repeat else index
-        length, start = s_len[si], s_start[si]
-        take = tf.minimum(length, clip_t)
-        offset = uniform_int(seeds[1], length - take + 1)
-        left = uniform_int(seeds[2], clip_t - take + 1)
-        clean = tf.pad(tf.slice(s_flat, [start + offset], [take]),
-                       [[left, clip_t - take - left]])
-        ni = uniform_int(seeds[3], n_noise)
-        noise_offset = uniform_int(seeds[4], n_len[ni])
-        positions = n_start[ni] + (noise_offset + tf.range(clip_t, dtype=tf.int64)) % n_len[ni]
-        noise = tf.gather(n_flat, positions)
-        snr = tf.random.stateless_uniform([], seeds[5], snr_lo, snr_hi) if snr_hi > snr_lo \
-            else tf.constant(snr_lo)
-        level = tf.random.stateless_uniform([], seeds[6], lvl_lo, lvl_hi) if lvl_hi > lvl_lo \
-            else tf.constant(lvl_lo)
-        noisy, clean = mix_tf(tf.reshape(clean, [clip]), noise, snr, level)
-        return noisy, clean
+    clips = tf.data.Dataset.zip((
+        _clips(speech, fold(key, 1), clip, shuffle=repeat, loop=False),
+        _clips(noise, fold(key, 2), clip, shuffle=True, loop=True, uses=NOISE_USES)))
+    batches = clips.batch(batch_size, drop_remainder=repeat)
+    ds = tf.data.Dataset.zip((tf.data.Dataset.counter(), batches)).map(
+        lambda index, pair: mix(index, *pair), num_parallel_calls=tf.data.AUTOTUNE,
+        deterministic=True).prefetch(tf.data.AUTOTUNE)
+    if input_context is not None:
+        options = tf.data.Options()
+        options.experimental_distribute.auto_shard_policy = \
+            tf.data.experimental.AutoShardPolicy.OFF
+        ds = ds.with_options(options)
+    return ds
 
-    indices = tf.data.Dataset.counter() if repeat else tf.data.Dataset.range(n_speech)
-    ds = indices.map(example, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-    ds = ds.batch(batch_size, drop_remainder=repeat)
-    return ds.prefetch(tf.data.AUTOTUNE)
+
+def _to_float(samples):
+    from tinyse_tf._tf import tf
+
+    return tf.cast(samples, tf.float32) * (1.0 / 32768.0)
+
+
+def _clips(shards: Shards, key, clip: int, shuffle: bool, loop: bool, uses: int = 1):
+    """``tf.data.Dataset`` of int16 ``[clip]``: ``uses`` random crops per utterance and pass.
+
+    ``loop=False`` (speech): a crop of ``min(length, clip)`` samples at a random offset, placed
+    at a random position in zeros. ``loop=True`` (noise): ``clip`` samples from a random offset,
+    the utterance looped. ``shuffle``: endless passes; shards, utterances and crops drawn from
+    ``(key, pass, shard)``. Else one pass in storage order (crops still random).
+    """
+    from tinyse_tf._tf import tf
+
+    fold = tf.random.experimental.stateless_fold_in
+    n = len(shards.files)
+    files = tf.constant([str(f) for f in shards.files])
+    flat = tf.constant([x for lengths in shards.lengths for x in lengths], tf.int32)
+    bounds = tf.cumsum(tf.constant([0] + [len(x) for x in shards.lengths], tf.int64))
+
+    def one_pass(p):
+        ids = tf.range(n, dtype=tf.int64)
+        if shuffle:
+            ids = tf.random.experimental.stateless_shuffle(ids, fold(key, p))
+        return tf.data.Dataset.from_tensor_slices((tf.fill([n], p), ids))
+
+    def read_shard(p, i):
+        samples = tf.io.decode_raw(tf.io.read_file(files[i]), tf.int16, little_endian=True)
+        lengths = flat[bounds[i]:bounds[i + 1]]
+        rows = tf.tile(tf.range(tf.size(lengths)), [uses])
+        visit = fold(fold(key, p), i)
+        if shuffle:
+            rows = tf.random.experimental.stateless_shuffle(rows, visit)
+        u = tf.random.stateless_uniform([tf.size(rows), 2], fold(visit, 1), dtype=tf.float64)
+        starts = tf.cumsum(lengths, exclusive=True)
+
+        def crop(start, length, u):  # slices and tiles only: memcpy speed, no per-sample gather
+            if loop:
+                offset = tf.cast(u[0] * tf.cast(length, tf.float64), tf.int32)
+                head = tf.slice(samples, [start + offset], [tf.minimum(clip, length - offset)])
+                period = tf.minimum(length, clip)  # what follows the wrap: the start, repeated
+                repeats = (clip - tf.size(head) + period - 1) // period
+                out = tf.concat([head, tf.tile(tf.slice(samples, [start], [period]), [repeats])],
+                                0)[:clip]
+            else:
+                take = tf.minimum(length, clip)
+                offset = tf.cast(u[0] * tf.cast(length - take + 1, tf.float64), tf.int32)
+                left = tf.cast(u[1] * tf.cast(clip - take + 1, tf.float64), tf.int32)
+                out = tf.pad(tf.slice(samples, [start + offset], [take]),
+                             [[left, clip - take - left]])
+            return tf.reshape(out, [clip])
+
+        return tf.data.Dataset.from_tensor_slices(
+            (tf.gather(starts, rows), tf.gather(lengths, rows), u)).map(crop)
+
+    passes = tf.data.Dataset.counter() if shuffle else tf.data.Dataset.range(1)
+    cycle = min(CYCLE, n) if shuffle else 1  # one pass: shard after shard, in storage order
+    return passes.flat_map(one_pass).interleave(read_shard, cycle_length=cycle, block_length=1,
+                                                num_parallel_calls=cycle, deterministic=True)
+
+
+def worker_input_context(strategy):
+    """The ``tf.distribute.InputContext`` of this worker under a multi-worker strategy (as
+    ``MultiWorkerMirroredStrategy`` numbers them: the chief first, then the workers), or
+    ``None`` on a single machine (default strategy, ``MirroredStrategy``)."""
+    from tinyse_tf._tf import tf
+
+    resolver = getattr(strategy, "cluster_resolver", None)
+    if resolver is None or not resolver.task_type:
+        return None
+    cluster = resolver.cluster_spec().as_dict()
+    chiefs = len(cluster.get("chief", []))
+    workers = chiefs + len(cluster.get("worker", []))
+    if workers <= 1:
+        return None
+    index = 0 if resolver.task_type == "chief" else chiefs + int(resolver.task_id)
+    return tf.distribute.InputContext(num_input_pipelines=workers, input_pipeline_id=index,
+                                      num_replicas_in_sync=strategy.num_replicas_in_sync)

@@ -190,7 +190,8 @@ def parse_args(argv=None):
     p.add_argument("--preset", default="demo", help="recipe preset of the schedule (default demo)")
     p.add_argument("--speech-dir", help="clean speech folder tree (default: built-in corpus)")
     p.add_argument("--noise-dir", help="noise folder tree (default: built-in corpus)")
-    p.add_argument("--data-dir", help="cache of the built-in corpus")
+    p.add_argument("--data-dir", help="cache of the built-in corpus; with --speech-dir/"
+                                      "--noise-dir, their prepared shards (default: <out>/data)")
     p.add_argument("--teacher-epochs", type=int, help="override the preset's teacher epochs")
     p.add_argument("--test-clips", type=int, help="override the preset's test utterances")
     p.add_argument("--shard", default="0/1", metavar="I/N",

@@ -72,16 +72,21 @@ class Run:
 
     # ------------------------------------------------------------------ data
     def prepare_data(self):
-        from tinyse_tf.data import CORPUS_SIZES, Corpus, build_corpus, load_test_set, write_test_sets
+        from tinyse_tf.data import (CORPUS_SIZES, build_corpus, load_test_set, prepare_corpus,
+                                    prepare_data, write_test_sets)
 
+        # Training streams int16 shards written once (<out>/data unless --data-dir names them).
         if self.speech_dir or self.noise_dir:
             if not (self.speech_dir and self.noise_dir):
                 raise ValueError("--speech-dir and --noise-dir go together: give both folders")
-            corpus = Corpus.from_folders(self.speech_dir, self.noise_dir, seed=self.cfg.seed)
+            self.data = prepare_data(self.speech_dir, self.noise_dir,
+                                     self.data_dir or self.out / "data", seed=self.cfg.seed,
+                                     progress=bool(self.verbose))
         else:
-            corpus = build_corpus(self.data_dir, seed=self.cfg.seed,
+            corpus = build_corpus(self.data_dir, seed=self.cfg.seed, progress=bool(self.verbose),
                                   **CORPUS_SIZES[self.cfg.corpus_size])
-        self.corpus = corpus
+            self.data = prepare_corpus(corpus, self.out / "data", progress=bool(self.verbose))
+        corpus = self.corpus = self.data.corpus  # source files: test sets, int8 calibration
         speech, noise = corpus.split("test")
         write_test_sets(speech[:self.cfg.test_clips], noise, self.out / "testsets",
                         snrs=self.cfg.test_snrs, seed=self.cfg.seed,
@@ -92,19 +97,14 @@ class Run:
         return counts
 
     def _dataset(self, split, seed_offset, repeat=True, seed=None):
-        from tinyse_tf.data import mixture_dataset
+        from tinyse_tf.data import mixture_dataset, worker_input_context
 
-        from tinyse_tf._tf import tf
-
-        speech, noise = self.corpus.split(split)
         seed = self.cfg.seed if seed is None else seed
-        ds = mixture_dataset(speech, noise, clip_seconds=self.cfg.clip_seconds,
-                             batch_size=self.cfg.batch_size, snr_range=self.cfg.snr_range,
-                             seed=seed + seed_offset, repeat=repeat)
-        # In-memory mixing has no files to shard: multi-worker runs split it by element.
-        options = tf.data.Options()
-        options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
-        return ds.with_options(options)
+        # Multi-worker runs: each worker streams its own share of the speech shards.
+        return mixture_dataset(*self.data.split(split), clip_seconds=self.cfg.clip_seconds,
+                               batch_size=self.cfg.batch_size, snr_range=self.cfg.snr_range,
+                               seed=seed + seed_offset, repeat=repeat,
+                               input_context=worker_input_context(self.strategy))
 
     # ------------------------------------------------------------------ training
     def _train(self, stage, build_student, teacher=None, gamma=0.0, callbacks=(), epochs=None,
@@ -375,7 +375,10 @@ def parse_args(argv=None, prog="two_step.py"):
     p.add_argument("--out", help="run folder (default runs/<preset>)")
     p.add_argument("--speech-dir", help="folder tree of clean speech wav/flac (default: built-in)")
     p.add_argument("--noise-dir", help="folder tree of noise wav/flac (default: built-in)")
-    p.add_argument("--data-dir", help="where the built-in corpus is cached (default: user cache)")
+    p.add_argument("--data-dir",
+                   help="built-in corpus: where it is cached (default: user cache); with "
+                        "--speech-dir/--noise-dir: their prepared shards (`tinyse prepare-data "
+                        "-o`), written there if missing (default: <out>/data)")
     p.add_argument("--student", help="student preset (student, student_30k, student_240k, ...)")
     p.add_argument("--teacher-checkpoint", help="reuse a trained teacher .keras file")
     p.add_argument("--kd-granularity", choices=("tf", "t", "f", "batch", "output"))
