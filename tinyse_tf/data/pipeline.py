@@ -140,31 +140,40 @@ def _clips(shards: Shards, key, clip: int, shuffle: bool, loop: bool, uses: int 
     def read_shard(p, i):
         samples = tf.io.decode_raw(tf.io.read_file(files[i]), tf.int16, little_endian=True)
         lengths = flat[bounds[i]:bounds[i + 1]]
+        starts = tf.cumsum(lengths, exclusive=True)
         rows = tf.tile(tf.range(tf.size(lengths)), [uses])
         visit = fold(fold(key, p), i)
         if shuffle:
             rows = tf.random.experimental.stateless_shuffle(rows, visit)
+        starts, lengths = tf.gather(starts, rows), tf.gather(lengths, rows)
         u = tf.random.stateless_uniform([tf.size(rows), 2], fold(visit, 1), dtype=tf.float64)
-        starts = tf.cumsum(lengths, exclusive=True)
 
-        def crop(start, length, u):  # slices and tiles only: memcpy speed, no per-sample gather
-            if loop:
-                offset = tf.cast(u[0] * tf.cast(length, tf.float64), tf.int32)
-                head = tf.slice(samples, [start + offset], [tf.minimum(clip, length - offset)])
-                period = tf.minimum(length, clip)  # what follows the wrap: the start, repeated
-                repeats = (clip - tf.size(head) + period - 1) // period
-                out = tf.concat([head, tf.tile(tf.slice(samples, [start], [period]), [repeats])],
-                                0)[:clip]
-            else:
-                take = tf.minimum(length, clip)
-                offset = tf.cast(u[0] * tf.cast(length - take + 1, tf.float64), tf.int32)
-                left = tf.cast(u[1] * tf.cast(clip - take + 1, tf.float64), tf.int32)
-                out = tf.pad(tf.slice(samples, [start + offset], [take]),
-                             [[left, clip - take - left]])
-            return tf.reshape(out, [clip])
+        def draw(column, high):  # integers in [0, high), one per row
+            return tf.cast(u[:, column] * tf.cast(high, tf.float64), tf.int32)
 
-        return tf.data.Dataset.from_tensor_slices(
-            (tf.gather(starts, rows), tf.gather(lengths, rows), u)).map(crop)
+        # Offsets are drawn for the whole shard at once; each element then only slices and
+        # pads or tiles (memcpy speed, a handful of ops).
+        if loop:
+            offsets = draw(0, lengths)
+            heads = tf.minimum(clip, lengths - offsets)
+            periods = tf.minimum(lengths, clip)  # what follows the wrap: the start, repeated
+            repeats = (clip - heads + periods - 1) // periods
+
+            def crop(start, offset, head, period, repeat):
+                wrapped = tf.tile(tf.slice(samples, [start], [period]), [repeat])
+                return tf.concat([tf.slice(samples, [start + offset], [head]), wrapped], 0)[:clip]
+
+            rows = (starts, offsets, heads, periods, repeats)
+        else:
+            takes = tf.minimum(lengths, clip)
+            lefts = draw(1, clip - takes + 1)
+
+            def crop(start, take, left):
+                return tf.pad(tf.slice(samples, [start], [take]), [[left, clip - take - left]])
+
+            rows = (starts + draw(0, lengths - takes + 1), takes, lefts)
+        return tf.data.Dataset.from_tensor_slices(rows).map(
+            lambda *row: tf.ensure_shape(crop(*row), [clip]))
 
     passes = tf.data.Dataset.counter() if shuffle else tf.data.Dataset.range(1)
     cycle = min(CYCLE, n) if shuffle else 1  # one pass: shard after shard, in storage order
