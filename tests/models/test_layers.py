@@ -1,28 +1,18 @@
-"""Streaming-aware layers (tinyse_tf/models/layers.py): golden values with constant initialisers,
+"""Streaming-aware layers (tinyse_tf/models/layers.py, gru.py): golden values with constant initialisers,
 frame-by-frame == sequence for every layer with state, config round trips."""
 import numpy as np
 import pytest
 
 from tinyse_tf._tf import keras
+from tinyse_tf.models.gru import GroupedGRU, GroupedGRUCell
 from tinyse_tf.models.layers import (CausalConv2D, CausalConv2DTranspose, CumulativeLayerNorm,
-                                     FrameLayerNorm, GroupedGRU, GroupedGRUCell, MaxLeakyReLU,
-                                     StreamingLayer)
+                                     FrameLayerNorm, MaxLeakyReLU, StreamingLayer)
 
 ONES, ZEROS = keras.initializers.Ones(), keras.initializers.Zeros()
 
 
-def run_frames(layer, x):
-    """Frame mode over a sequence, states carried: x [b, t, ...] -> [b, t, ...]."""
-    state = np.zeros((x.shape[0],) + layer.state_shape(x[:, :1].shape), np.float32)
-    out = []
-    for t in range(x.shape[1]):
-        y, state = layer(x[:, t:t + 1], state=state)
-        out.append(y.numpy())
-    return np.concatenate(out, axis=1)
-
-
 # --------------------------------------------------------------------------- golden values
-def test_causal_conv_golden():
+def test_causal_conv_golden(run_frames):
     layer = CausalConv2D(1, kernel_initializer=ONES, bias_initializer=ZEROS)
     x = np.arange(8, dtype=np.float32).reshape(1, 2, 4, 1)  # frames [0 1 2 3], [4 5 6 7]
     # y[t, m] = sum of x over frames t-1..t and bins 2m..2m+2 (zeros outside)
@@ -31,7 +21,7 @@ def test_causal_conv_golden():
     np.testing.assert_array_equal(run_frames(layer, x), want)
 
 
-def test_causal_transposed_conv_golden():
+def test_causal_transposed_conv_golden(run_frames):
     layer = CausalConv2DTranspose(1, kernel_initializer=ONES, bias_initializer=ZEROS)
     x = np.array([[1, 2], [3, 4]], np.float32).reshape(1, 2, 2, 1)
     # y[t, j] = sum of x[t', m] over t' in {t-1, t} and m with 0 <= j - 2m <= 2
@@ -47,43 +37,7 @@ def test_max_leaky_relu_golden():
         MaxLeakyReLU(1.5)
 
 
-def test_grouped_gru_golden_constant_weights():
-    """Zero kernels, input bias 1 on the candidate gate: z = r = 1/2, n = tanh(1), so
-    h_t = n + (h_{t-1} - n) / 2 = tanh(1) (1 - 2^-t)."""
-    gru = GroupedGRU(4, 2)
-    x = np.zeros((1, 3, 4), np.float32)
-    gru.build(x.shape)
-    for gates in gru.cell.gates:
-        gates["x"].set_weights([np.zeros((2, 6), np.float32),
-                                np.array([0, 0, 0, 0, 1, 1], np.float32)])
-        gates["h"].set_weights([np.zeros((2, 6), np.float32), np.zeros(6, np.float32)])
-    want = np.tanh(1.0) * (1 - 0.5 ** np.arange(1, 4))
-    np.testing.assert_allclose(gru(x).numpy()[0], np.repeat(want[:, None], 4, 1), atol=1e-6)
-    np.testing.assert_allclose(run_frames(gru, x)[0], np.repeat(want[:, None], 4, 1), atol=1e-6)
-
-
-@pytest.mark.parametrize("groups", [1, 2])
-def test_grouped_gru_matches_keras_gru(groups):
-    """Each group is keras.layers.GRU(reset_after=True) on its input slice, with the same weights
-    (our x / h Dense kernels are Keras' kernel / recurrent_kernel, gates z, r, n)."""
-    units, b, t = 8, 2, 5
-    rng = np.random.default_rng(3)
-    x = rng.standard_normal((b, t, units)).astype(np.float32)
-    ours = GroupedGRU(units, groups)
-    ours.build(x.shape)
-    gu = units // groups
-    for g, gates in enumerate(ours.cell.gates):
-        for d in gates.values():
-            d.bias.assign(rng.standard_normal(3 * gu).astype(np.float32))
-        ref = keras.layers.GRU(gu, return_sequences=True, reset_after=True)
-        ref.build((None, None, gu))
-        ref.set_weights([gates["x"].kernel.numpy(), gates["h"].kernel.numpy(),
-                         np.stack([gates["x"].bias.numpy(), gates["h"].bias.numpy()])])
-        np.testing.assert_allclose(ours(x).numpy()[..., g * gu:(g + 1) * gu],
-                                   ref(x[..., g * gu:(g + 1) * gu]).numpy(), atol=1e-5)
-
-
-def test_cumulative_layer_norm_matches_numpy():
+def test_cumulative_layer_norm_matches_numpy(run_frames):
     x = np.random.default_rng(4).standard_normal((2, 6, 5, 3)).astype(np.float32) * 3 + 1
     layer = CumulativeLayerNorm()
     ref = np.empty_like(x)
@@ -113,7 +67,7 @@ STATEFUL = {
 
 
 @pytest.mark.parametrize("kind", sorted(STATEFUL))
-def test_frame_by_frame_equals_sequence(kind):
+def test_frame_by_frame_equals_sequence(kind, run_frames):
     make, shape, state_shape = STATEFUL[kind]
     layer = make()
     assert isinstance(layer, StreamingLayer)

@@ -19,8 +19,9 @@ find layers by name, so both also work on a model loaded from disk.
 """
 from tinyse_tf._tf import keras
 from tinyse_tf.models.config import CruseConfig, get_config
+from tinyse_tf.models.gru import GroupedGRU
 from tinyse_tf.models.layers import (CausalConv2D, CausalConv2DTranspose, CumulativeLayerNorm,
-                                     FrameLayerNorm, GroupedGRU, MaxLeakyReLU, make_norm)
+                                     FrameLayerNorm, MaxLeakyReLU, make_norm)
 
 #: The 9 distilled block outputs: 4 encoder blocks, the bottleneck reshaped to [t, 5, C_L], the
 #: first 3 decoder blocks and the last decoder block (the sigmoid mask).
@@ -70,7 +71,8 @@ def cruse_graph(features, cfg: CruseConfig, layer, apply):
         if j < 4:
             x = norm_act(x, f"dec{j}", f"dec_{j}")
         else:
-            x = apply(layer("mask", lambda n: L.Activation("sigmoid", name=n)), x)
+            # float32 also under mixed precision: a float16 sigmoid saturates near 1.
+            x = apply(layer("mask", lambda n: L.Activation("sigmoid", name=n, dtype="float32")), x)
     return x
 
 

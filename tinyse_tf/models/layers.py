@@ -9,6 +9,9 @@ Every layer here runs on whole sequences *and* on single frames with its memory 
   ``[b, *layer.state_shape(x.shape)]``. Stateless layers return ``state_shape(...) = None`` and
   are called as in sequence mode.
 
+The grouped GRU, whose sequence mode has its own fast kernels, lives in ``tinyse_tf.models.gru``
+and follows the same contract.
+
 Frame mode is written only with ops that convert to all-int8 Coral Edge TPU ops (CONV_2D,
 FULLY_CONNECTED, CONCATENATION, PAD, RESHAPE, SPLIT, STRIDED_SLICE, ADD, SUB, MUL, MAXIMUM, MEAN,
 SQUARED_DIFFERENCE, RSQRT, LOGISTIC, TANH; shared/docs/EDGE.md), so the single-frame graph that
@@ -26,7 +29,7 @@ with ``keras.models.load_model`` without ``custom_objects``.
 from tinyse_tf._tf import keras, tf
 
 
-def _register(cls):
+def register_layer(cls):
     """Register ``cls`` as ``tinyse_tf>Name`` (.keras format) and as plain ``Name``: the legacy
     .h5 loader looks nested objects, such as an RNN's cell, up by their bare class name."""
     keras.utils.get_custom_objects()[cls.__name__] = cls
@@ -48,7 +51,7 @@ class StreamingLayer:
 
 
 # --------------------------------------------------------------------------- causal convolutions
-@_register
+@register_layer
 class CausalConv2D(StreamingLayer, keras.layers.Conv2D):
     """Conv2D, causal in time (kernel 2: the current and the previous frame), 'same' in frequency.
 
@@ -84,7 +87,7 @@ class CausalConv2D(StreamingLayer, keras.layers.Conv2D):
         return super().call(tf.pad(both, [[0, 0], [0, 0], [0, self._freq_pad], [0, 0]])), x
 
 
-@_register
+@register_layer
 class CausalConv2DTranspose(StreamingLayer, keras.layers.Conv2DTranspose):
     """Transposed conv (kernel (2, 3), strides (1, 2)) cropped to be causal: t frames, 2f bins.
 
@@ -135,7 +138,7 @@ class CausalConv2DTranspose(StreamingLayer, keras.layers.Conv2DTranspose):
 
 
 # --------------------------------------------------------------------------- activations, norms
-@_register
+@register_layer
 class MaxLeakyReLU(keras.layers.Layer):
     """LeakyReLU as ``maximum(x, alpha * x)`` (0 < alpha < 1): MUL + MAXIMUM in TFLite, both on the
     Edge TPU list (LEAKY_RELU is not). Stateless; any shape."""
@@ -175,7 +178,7 @@ class _ChannelAffine(keras.layers.Layer):
         return {**super().get_config(), "epsilon": self.epsilon}
 
 
-@_register
+@register_layer
 class CumulativeLayerNorm(StreamingLayer, _ChannelAffine):
     """Causal cumulative layer norm (cLN, the paper's norm).
 
@@ -211,7 +214,7 @@ class CumulativeLayerNorm(StreamingLayer, _ChannelAffine):
         return y, tf.concat([s, s2, count], axis=-1)
 
 
-@_register
+@register_layer
 class FrameLayerNorm(_ChannelAffine):
     """Per-frame layer norm over (freq, channels) with per-channel gain and bias.
 
@@ -232,119 +235,16 @@ class FrameLayerNorm(_ChannelAffine):
 
 
 def make_norm(kind, name):
-    """The normalisation layer for a ``CruseConfig.norm`` value, or None for ``"none"``."""
+    """The normalisation layer for a ``CruseConfig.norm`` value, or None for ``"none"``.
+
+    Norms compute in float32 also under a ``mixed_float16`` policy (their sums of squares overflow
+    float16); Keras casts their inputs up and the next layer casts back down."""
     if kind == "cln":
-        return CumulativeLayerNorm(name=name)
+        return CumulativeLayerNorm(name=name, dtype="float32")
     if kind == "frame_ln":
-        return FrameLayerNorm(name=name)
+        return FrameLayerNorm(name=name, dtype="float32")
     if kind == "batch":
-        return keras.layers.BatchNormalization(name=name)
+        return keras.layers.BatchNormalization(name=name, dtype="float32")
     if kind == "none":
         return None
     raise ValueError(f"unknown norm {kind!r}")
-
-
-# --------------------------------------------------------------------------- grouped GRU
-@_register
-class GroupedGRUCell(keras.layers.Layer):
-    """GRU cell split into ``groups`` independent GRUs, written from Dense layers.
-
-    Keras' GRU layer converts to a TFLite WHILE loop and its int8 calibration crashes (EDGE.md);
-    this cell uses only FULLY_CONNECTED / SPLIT / STRIDED_SLICE / ADD / SUB / MUL / LOGISTIC / TANH.
-
-    Each group is a GRU in Keras' ``reset_after`` form with gates ordered (z, r, n) as in Keras'
-    GRU kernels: ``[xz, xr, xn] = W x + b_x``, ``[hz, hr, hn] = U h + b_h`` (one Dense each, so
-    two FULLY_CONNECTED per group and frame), ``z = sig(xz + hz)``, ``r = sig(xr + hr)``,
-    ``n = tanh(xn + r * hn)``, ``h' = n + z * (h - n)``.
-
-    Args:
-        units: total hidden width (sum over groups); also the input width.
-        groups: number of groups; ``units`` must be divisible by it.
-    Shape:
-        inputs [b, units]; states: list of ``groups`` tensors [b, units // groups];
-        returns (output [b, units], new states).
-    """
-
-    def __init__(self, units, groups=4, **kwargs):
-        super().__init__(**kwargs)
-        if units % groups:
-            raise ValueError(f"GRU units {units} not divisible by groups {groups}")
-        self.units = int(units)
-        self.groups = int(groups)
-        self.group_units = self.units // self.groups
-        self.state_size = [self.group_units] * self.groups
-        self.output_size = self.units
-        # One attribute per Dense layer (not a nested container): the .keras saver restores
-        # weights by attribute path and misses layers kept in lists of dicts.
-        for g in range(self.groups):
-            for side in ("x", "h"):
-                setattr(self, f"g{g}_{side}",
-                        keras.layers.Dense(3 * self.group_units, name=f"g{g}_{side}"))
-
-    @property
-    def gates(self):
-        """Per group, ``{"x": Dense [gu -> 3 gu], "h": Dense [gu -> 3 gu]}`` (gates z, r, n)."""
-        return [{side: getattr(self, f"g{g}_{side}") for side in ("x", "h")}
-                for g in range(self.groups)]
-
-    def build(self, input_shape):
-        for layers in self.gates:
-            for layer in layers.values():
-                with tf.name_scope(layer.name):  # unique weight names, needed by the .h5 format
-                    layer.build((None, self.group_units))
-        super().build(input_shape)
-
-    def call(self, inputs, states):
-        outputs = []
-        gu = self.group_units
-        for g, (layers, h) in enumerate(zip(self.gates, states)):
-            xz, xr, xn = tf.split(layers["x"](inputs[:, g * gu:(g + 1) * gu]), 3, axis=-1)
-            hz, hr, hn = tf.split(layers["h"](h), 3, axis=-1)
-            z = tf.sigmoid(xz + hz)
-            r = tf.sigmoid(xr + hr)
-            n = tf.tanh(xn + r * hn)
-            outputs.append(n + z * (h - n))
-        return tf.concat(outputs, axis=-1), outputs
-
-    def get_config(self):
-        return {**super().get_config(), "units": self.units, "groups": self.groups}
-
-
-@_register
-class GroupedGRU(StreamingLayer, keras.layers.RNN):
-    """A ``GroupedGRUCell`` over time (``keras.layers.RNN``, sequences returned).
-
-    Frame mode carries the whole hidden state as one tensor (the concatenated group states, which
-    is also the output), split into groups inside the graph.
-
-    Shape:
-        sequence: x [b, t, units] -> [b, t, units];
-        frame: x [b, 1, units], state [b, units] -> (y [b, 1, units], new state [b, units]).
-    """
-
-    _RNN_KEYS = ("cell", "return_sequences", "return_state", "go_backwards", "stateful", "unroll",
-                 "time_major", "num_constants", "zero_output_for_mask")
-    state_holds = "output"
-    qat_kind = "gru"
-
-    def __init__(self, units, groups=4, **kwargs):
-        super().__init__(GroupedGRUCell(units, groups, name="gru_cell"), return_sequences=True,
-                         **kwargs)
-
-    def state_shape(self, input_shape):
-        return (self.cell.units,)
-
-    def call(self, inputs, state=None, **kwargs):
-        if state is None:
-            return super().call(inputs, **kwargs)
-        cell = self.cell
-        h, _ = cell(tf.reshape(inputs, [-1, cell.units]), tf.split(state, cell.groups, axis=-1))
-        return tf.reshape(h, [-1, 1, cell.units]), h
-
-    def get_config(self):
-        config = {k: v for k, v in super().get_config().items() if k not in self._RNN_KEYS}
-        return {**config, "units": self.cell.units, "groups": self.cell.groups}
-
-    @classmethod
-    def from_config(cls, config, custom_objects=None):
-        return cls(**{k: v for k, v in config.items() if k not in cls._RNN_KEYS})
