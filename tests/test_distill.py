@@ -135,6 +135,41 @@ def test_other_granularities_give_student_gradients(granularity):
     assert any(np.abs(g).max() > 0 for g in _gradients(d, noisy, clean))
 
 
+def _history(distiller, epochs=3):
+    noisy, clean = _data(n=8)
+    return distiller.fit(_dataset(noisy, clean), epochs=epochs, verbose=0).history
+
+
+def test_xla_compiled_step_trains_like_the_graph_step():
+    """``compile(jit_compile=True)``: the same KD + PSA losses, step after step (XLA only
+    reorders float sums)."""
+    plain, jitted = _distiller(0.5, seed=5), _distiller(0.5, seed=5)
+    jitted.compile(optimizer=keras.optimizers.Adam(1e-2), jit_compile=True)
+    want, got = _history(plain), _history(jitted)
+    for key in ("loss", "kd_loss", "psa_loss"):
+        np.testing.assert_allclose(got[key], want[key], rtol=2e-3, err_msg=key)
+
+
+def test_mixed_precision_scales_the_loss_and_keeps_float32_where_it_matters():
+    want = _history(_distiller(0.5, seed=6), epochs=1)
+    keras.mixed_precision.set_global_policy("mixed_float16")
+    try:
+        d = _distiller(0.5, seed=6)
+        assert isinstance(d.optimizer, keras.mixed_precision.LossScaleOptimizer)
+        got = _history(d, epochs=1)
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    s = d.student
+    assert s.get_layer("enc1_conv").compute_dtype == "float16"
+    assert s.get_layer("gru").compute_dtype == "float16"
+    assert s.get_layer("enc1_norm").compute_dtype == "float32"  # sums of squares
+    assert s.output.dtype == tf.float32  # the mask
+    assert all(w.dtype == tf.float32 for w in s.weights)
+    # float16 activations: the same losses to about 3 significant digits
+    for key in ("loss", "kd_loss", "psa_loss"):
+        np.testing.assert_allclose(got[key], want[key], rtol=2e-2, err_msg=key)
+
+
 _MIRRORED = textwrap.dedent("""
     import json
     import numpy as np

@@ -31,6 +31,11 @@ class Distiller(keras.Model):
         ``fit`` takes ``(noisy, clean)`` float32 audio batches [b, n] at 16 kHz.
     Logs:
         ``loss``, ``kd_loss``, ``psa_loss`` (epoch means) and ``gamma``.
+    Speed options (``compile``):
+        ``jit_compile=True`` compiles the whole train step with XLA; under a
+        ``mixed_float16`` Keras policy (set before the models are built) the layers compute in
+        float16, variables and losses stay float32, and ``compile`` wraps the optimizer in a
+        ``LossScaleOptimizer`` whose loss scaling this ``train_step`` applies.
     Distribution:
         under a ``tf.distribute`` strategy each replica computes its losses (and the G_tf Gram
         matrices) on its own per-replica batch; gradients are summed across replicas of the loss
@@ -72,14 +77,15 @@ class Distiller(keras.Model):
     def _compute_losses(self, data, training):
         noisy, clean = data
         (noisy_spec, feats), clean_spec = analyze(noisy), stft(clean)
-        student_out = self._student_blocks(feats, training=training)
+        # Losses and Gram matrices in float32 also when the layers compute in float16.
+        student_out = _float32(self._student_blocks(feats, training=training))
         mask = student_out[-1]
         gamma = self.gamma
         if self.teacher is None:
             kd = tf.zeros([], tf.float32)
         else:
             def kd_fn():
-                teacher_out = self._teacher_blocks(feats, training=False)
+                teacher_out = _float32(self._teacher_blocks(feats, training=False))
                 return similarity_kd_loss([teacher_out[i] for i in self._kd_index],
                                           [student_out[i] for i in self._kd_index],
                                           self.kd_granularity, self.kd_normalize, self.kd_reduction)
@@ -100,16 +106,25 @@ class Distiller(keras.Model):
 
     def train_step(self, data):
         replicas = tf.distribute.get_strategy().num_replicas_in_sync
+        scaling = isinstance(self.optimizer, keras.mixed_precision.LossScaleOptimizer)
         with tf.GradientTape() as tape:
             loss, kd, psa = self._compute_losses(data, training=True)
             scaled = loss / replicas
+            if scaling:  # mixed precision: keep float16 gradients from underflowing
+                scaled = self.optimizer.get_scaled_loss(scaled)
         variables = self.student.trainable_variables
         grads = tape.gradient(scaled, variables)
+        if scaling:
+            grads = self.optimizer.get_unscaled_gradients(grads)
         self.optimizer.apply_gradients(zip(grads, variables))
         return self._record(loss, kd, psa)
 
     def test_step(self, data):
         return self._record(*self._compute_losses(data, training=False))
+
+
+def _float32(tensors):
+    return [tf.cast(t, tf.float32) for t in tensors]
 
 
 class PhaseSwitch(keras.callbacks.Callback):
