@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from tinyse_tf.recipe.presets import LEGACY_VALUES, RecipeConfig, get_preset
+from tinyse_tf.recipe.presets import LEGACY_VALUES, RecipeConfig, get_preset, speed_settings
 from tinyse_tf.recipe.two_step import Run, config_from_args, open_run, parse_args
 
 
@@ -122,3 +122,18 @@ def test_config_json_round_trips_and_old_folders_resume(tmp_path):
     (old / "config.json").write_text(json.dumps(record))
     with pytest.raises(ValueError, match="another configuration"):
         open_run("smoke", get_preset("smoke", kd_reduction="sum"), old, data_dir=data, verbose=0)
+
+
+def test_speed_settings_pick_per_device_and_obey_the_user():
+    auto = speed_settings()
+    if auto["device"] == "cpu":  # this machine has no GPU: XLA on, float16 off
+        assert (auto["jit"], auto["mixed_precision"]) == (True, False)
+    else:
+        assert (auto["jit"], auto["mixed_precision"]) == (False, True)
+    assert not speed_settings(steps=12)["jit"]  # too short to pay for compiling
+    forced = speed_settings(jit="off", mixed_precision="on")
+    assert (forced["jit"], forced["mixed_precision"]) == (False, True)
+    with pytest.raises(ValueError, match="jit must be one of"):
+        speed_settings(jit="yes")
+    args = parse_args(["--jit", "off", "--mixed-precision", "off"])
+    assert (args.jit, args.mixed_precision) == ("off", "off")

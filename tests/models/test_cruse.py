@@ -4,7 +4,7 @@ import pytest
 
 from tinyse_tf._tf import keras
 from tinyse_tf.models import (BLOCK_NAMES, PRESETS, CruseConfig, block_outputs_model, build_cruse,
-                              config_from_model, get_config)
+                              config_from_model, float32_copy, get_config)
 from tinyse_tf.models.complexity import MACS_RULE, macs_per_frame
 
 PAPER_PARAMS = {"teacher": 1.9e6, "student": 62e3, "student_30k": 30e3, "student_240k": 240e3,
@@ -91,3 +91,19 @@ def test_same_seed_same_initialisation():
     c = build_cruse("student", seed=8).get_weights()
     assert all(np.array_equal(u, v) for u, v in zip(a, b))
     assert not all(np.array_equal(u, v) for u, v in zip(a, c))
+
+
+def test_float32_copy_of_a_mixed_precision_model():
+    keras.mixed_precision.set_global_policy("mixed_float16")
+    try:
+        mixed = build_cruse("student_30k", seed=3, norm="frame_ln")
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    assert mixed.get_layer("enc1_conv").compute_dtype == "float16"
+    plain = float32_copy(mixed)
+    assert {layer.compute_dtype for layer in plain.layers[1:]} == {"float32"}
+    assert plain.name == mixed.name and config_from_model(plain) == config_from_model(mixed)
+    for a, b in zip(plain.get_weights(), mixed.get_weights()):
+        np.testing.assert_array_equal(a, b)
+    x = np.random.default_rng(0).uniform(0, 1, (1, 20, 80, 1)).astype(np.float32)
+    np.testing.assert_allclose(plain(x).numpy(), mixed(x).numpy(), atol=5e-3)  # float16 rounding

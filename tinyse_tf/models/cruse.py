@@ -129,3 +129,16 @@ def config_from_model(model: keras.Model) -> CruseConfig:
     n_mels = int(model.input_shape[2])
     return CruseConfig(channels=channels, gru_groups=model.get_layer("gru").cell.groups, norm=norm,
                        leaky_alpha=alpha, n_mels=n_mels)
+
+
+def float32_copy(model: keras.Model) -> keras.Model:
+    """``model`` rebuilt with float32 layers and its weights (e.g. after mixed-precision training,
+    so the saved model, the streaming graph and the TFLite files compute in float32)."""
+    previous = keras.mixed_precision.global_policy()
+    keras.mixed_precision.set_global_policy("float32")
+    try:
+        clone = build_cruse(config_from_model(model), name=model.name)
+    finally:
+        keras.mixed_precision.set_global_policy(previous)
+    clone.set_weights(model.get_weights())
+    return clone

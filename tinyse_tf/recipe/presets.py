@@ -105,3 +105,28 @@ def get_preset(name: str, **overrides) -> RecipeConfig:
         raise ValueError(f"unknown preset {name!r}; choose one of {sorted(PRESETS)}")
     overrides = {k: v for k, v in overrides.items() if v is not None}
     return dataclasses.replace(PRESETS[name], **overrides)
+
+
+SPEED_CHOICES = ("auto", "on", "off")
+XLA_MIN_STEPS = 200  # compiling a step costs about as much as 100 plain student steps on a CPU
+
+
+def speed_settings(jit="auto", mixed_precision="auto", steps=None):
+    """Resolve the recipe's ``--jit`` / ``--mixed-precision`` (``auto``, ``on``, ``off``).
+
+    ``auto`` picks per device: with a GPU, mixed precision on and XLA off (the GRU then runs as
+    cuDNN kernels, which XLA cannot compile); on CPUs only, XLA on when a stage trains at least
+    ``XLA_MIN_STEPS`` ``steps`` (it fuses the many small element-wise ops of a CRUSE step,
+    benchmarks/training_step.py, but compiling takes tens of seconds) and mixed precision off
+    (CPUs emulate float16). Returns ``{"jit": bool, "mixed_precision": bool, "device": "gpu"|"cpu"}``.
+    """
+    for name, value in (("jit", jit), ("mixed_precision", mixed_precision)):
+        if value not in SPEED_CHOICES:
+            raise ValueError(f"{name} must be one of {SPEED_CHOICES}, got {value!r}")
+    from tinyse_tf._tf import tf
+
+    gpu = bool(tf.config.list_physical_devices("GPU"))
+    pick = lambda value, auto: auto if value == "auto" else value == "on"  # noqa: E731
+    long_enough = steps is None or steps >= XLA_MIN_STEPS
+    return {"jit": pick(jit, not gpu and long_enough), "mixed_precision": pick(mixed_precision, gpu),
+            "device": "gpu" if gpu else "cpu"}

@@ -23,7 +23,8 @@ import sys
 import time
 
 from tinyse_tf.atomic import atomic_path, atomic_write_json
-from tinyse_tf.recipe.presets import LEGACY_VALUES, PRESETS, get_preset
+from tinyse_tf.recipe.presets import (LEGACY_VALUES, PRESETS, SPEED_CHOICES, get_preset,
+                                      speed_settings)
 
 #: (stage key, report row name) of the models compared, in table order.
 MODELS = (("teacher", "teacher"), ("student", "student"), ("one_step", "one-step KD"),
@@ -55,10 +56,17 @@ class Run:
     """One recipe run in an output folder."""
 
     def __init__(self, cfg, out, speech_dir=None, noise_dir=None, data_dir=None,
-                 teacher_checkpoint=None, verbose=1, strategy="default"):
+                 teacher_checkpoint=None, verbose=1, strategy="default", jit="auto",
+                 mixed_precision="auto"):
+        from tinyse_tf._tf import keras
         from tinyse_tf.training import make_strategy, worker_id
 
         self.cfg, self.out = cfg, pathlib.Path(out)
+        # Execution only (not in config.json): results agree to float rounding either way.
+        self.speed = speed_settings(jit, mixed_precision,
+                                    steps=cfg.student_epochs * cfg.steps_per_epoch)
+        keras.mixed_precision.set_global_policy(
+            "mixed_float16" if self.speed["mixed_precision"] else "float32")
         self.strategy = make_strategy(strategy)
         self.is_chief = worker_id(self.strategy) is None
         self.speech_dir, self.noise_dir, self.data_dir = speech_dir, noise_dir, data_dir
@@ -115,6 +123,7 @@ class Run:
         config's; ``kd_normalize`` and ``kd_layers`` are the config's."""
         from tinyse_tf._tf import keras
         from tinyse_tf.distill import Distiller
+        from tinyse_tf.models import float32_copy
         from tinyse_tf.training import fit_resumable
 
         path = self.models_dir / f"{stage}.keras"
@@ -130,7 +139,8 @@ class Run:
                                   kd_reduction=kd_reduction or self.cfg.kd_reduction,
                                   kd_normalize=self.cfg.kd_normalize,
                                   kd_layers=self.cfg.kd_layers or None)
-            distiller.compile(optimizer=keras.optimizers.Adam(self.cfg.learning_rate))
+            distiller.compile(optimizer=keras.optimizers.Adam(self.cfg.learning_rate),
+                              jit_compile=self.speed["jit"])
         # Every stage sees the same training stream (seed), so students differ only by objective.
         fit_resumable(distiller, lambda: self._dataset("train", 0, seed=seed),
                       epochs=epochs or self.cfg.student_epochs,
@@ -138,6 +148,8 @@ class Run:
                       workdir=self.out / "train" / stage, callbacks=callbacks,
                       validation_data=self._dataset("valid", 1, seed=seed),
                       validation_steps=self.cfg.validation_steps, verbose=self.verbose, log=_log)
+        if self.speed["mixed_precision"]:  # saved and exported in float32
+            student = float32_copy(student)
         if self.is_chief:
             _save_model(student, path)
         self.timings[f"train_{stage}_s"] = round(time.time() - t0, 1)
@@ -397,12 +409,17 @@ def parse_args(argv=None, prog="two_step.py"):
     p.add_argument("--strategy", default="default", choices=("default", "mirrored", "multiworker"),
                    help="tf.distribute strategy: mirrored = all local GPUs; multiworker = the "
                         "cluster in TF_CONFIG (run the same command on every worker)")
+    p.add_argument("--jit", default="auto", choices=SPEED_CHOICES,
+                   help="XLA-compile the training step (auto: on without a GPU)")
+    p.add_argument("--mixed-precision", default="auto", choices=SPEED_CHOICES,
+                   help="float16 compute, float32 variables and losses (auto: on with a GPU)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     return p.parse_args(argv)
 
 
 def open_run(preset, cfg, out, speech_dir=None, noise_dir=None, data_dir=None,
-             teacher_checkpoint=None, verbose=1, strategy="default"):
+             teacher_checkpoint=None, verbose=1, strategy="default", jit="auto",
+             mixed_precision="auto"):
     """A :class:`Run` in ``out`` with its data prepared, seeded and deterministic.
 
     ``out/config.json`` records the configuration and data sources; a folder that holds another
@@ -425,7 +442,9 @@ def open_run(preset, cfg, out, speech_dir=None, noise_dir=None, data_dir=None,
     keras.utils.set_random_seed(cfg.seed)
     tf.config.experimental.enable_op_determinism()
     r = Run(cfg, out, speech_dir, noise_dir, data_dir, teacher_checkpoint, verbose=verbose,
-            strategy=strategy)
+            strategy=strategy, jit=jit, mixed_precision=mixed_precision)
+    _log(f"training on {r.speed['device']}: XLA {'on' if r.speed['jit'] else 'off'}, mixed "
+         f"precision {'on' if r.speed['mixed_precision'] else 'off'}")
     r.prepare_data()
     if r.is_chief:
         atomic_write_json(config_path, record)  # only once the data is usable, so a bad path can be fixed
@@ -445,7 +464,8 @@ def run(args):
     out = pathlib.Path(args.out or f"runs/{args.preset}")
     t0 = time.time()
     r = open_run(args.preset, cfg, out, args.speech_dir, args.noise_dir, args.data_dir,
-                 args.teacher_checkpoint, verbose=0 if args.quiet else 1, strategy=args.strategy)
+                 args.teacher_checkpoint, verbose=0 if args.quiet else 1, strategy=args.strategy,
+                 jit=args.jit, mixed_precision=args.mixed_precision)
     models = r.train_all()
     if not r.is_chief:
         _log("worker done; the chief evaluates and writes the report")
