@@ -10,7 +10,8 @@ from tinyse_tf import _tf
 
 NO_DRIVER = ("I0000 00:00:1796032795.557229    2775 cudart_stub.cc:31] Could not find cuda drivers "
              "on your machine, GPU will not be used.\n")
-PREAMBLE = "WARNING: All log messages before absl::InitializeLog() is called are written to STDERR\n"
+PREAMBLE = ("WARNING: All log messages before absl::InitializeLog() is called are written to "
+            "STDERR\n")
 CUINIT = ("E0000 00:00:1796032803.911821    2775 cuda_platform.cc:52] failed call to cuInit: "
           "INTERNAL: CUDA error: Failed call to cuInit: UNKNOWN ERROR (303)\n")
 REAL = "E0000 00:00:1796032803.911900    2775 op_kernel.cc:1857] OP_REQUIRES failed: a real error\n"
@@ -44,7 +45,7 @@ def test_quiet_probe_is_off_with_tinyse_debug(capfd, monkeypatch):
 @pytest.mark.skipif(any(os.path.exists(p) for p in _tf.DRIVER_PATHS),
                     reason="an NVIDIA driver is present: the probe is not filtered there")
 def test_cpu_only_start_prints_no_cuda_probe():
-    """What every recipe and CLI run does first: import TensorFlow through the package, run an op."""
+    """What every recipe and CLI run does first: import TensorFlow through the package, an op."""
     env = {k: v for k, v in os.environ.items() if k not in ("TINYSE_DEBUG", "TF_CPP_MIN_LOG_LEVEL")}
     proc = subprocess.run([sys.executable, "-c", "from tinyse_tf._tf import tf; "
                            "print(float(tf.reduce_sum(tf.ones(3))))"],

@@ -190,7 +190,7 @@ def _dnsmos_input(audio) -> np.ndarray:
     return np.clip(audio, -1.0, 1.0).astype(np.float32)
 
 
-#: speechmos's DNSMOS model with a single-threaded primary session, loaded on first use (per process).
+#: speechmos's DNSMOS model with a one-thread primary session, loaded on first use (per process).
 _dnsmos_model = None
 
 

@@ -8,9 +8,9 @@ A *record* is the item (paths as str, ``snr_label`` as str) plus the ``compute_m
 ``noisy``, ``enhanced``, ``delta``, ``errors``, ``seconds``, ``n_samples``.
 
 Files are evaluated in a ``ProcessPoolExecutor`` (forkserver start on Linux), one worker per core.
-DNSMOS keeps its ONNX session in a module global of ``metrics``, so each worker loads it once, on its
-first DNSMOS call, and reuses it for every later file it gets; a :class:`ScoringPool` keeps the
-workers (and their sessions) for several ``evaluate_files`` calls, e.g. one per model.
+DNSMOS keeps its ONNX session in a module global of ``metrics``, so each worker loads it once, on
+its first DNSMOS call, and reuses it for every later file it gets; a :class:`ScoringPool` keeps
+the workers (and their sessions) for several ``evaluate_files`` calls, e.g. one per model.
 """
 from __future__ import annotations
 
@@ -92,7 +92,7 @@ def usable_cores() -> int:
 
 
 def _init_worker() -> None:
-    """Pool initializer: forget a DNSMOS session inherited through fork, so each worker loads its own."""
+    """Pool initializer: drop a DNSMOS session inherited through fork; each worker loads its own."""
     _metrics._dnsmos_model = None
 
 
