@@ -126,13 +126,14 @@ def test_config_json_round_trips_and_old_folders_resume(tmp_path):
 
 def test_speed_settings_pick_per_device_and_obey_the_user():
     auto = speed_settings()
-    if auto["device"] == "cpu":  # this machine has no GPU: XLA on, float16 off
-        assert (auto["jit"], auto["mixed_precision"]) == (True, False)
+    picked = lambda s: (s["jit_student"], s["jit_teacher"], s["mixed_precision"])  # noqa: E731
+    if auto["device"] == "cpu":  # no GPU: XLA for the students only, float16 off
+        assert picked(auto) == (True, False, False)
     else:
-        assert (auto["jit"], auto["mixed_precision"]) == (False, True)
-    assert not speed_settings(steps=12)["jit"]  # too short to pay for compiling
-    forced = speed_settings(jit="off", mixed_precision="on")
-    assert (forced["jit"], forced["mixed_precision"]) == (False, True)
+        assert picked(auto) == (False, False, True)
+    assert not speed_settings(steps=12)["jit_student"]  # too short to pay for compiling
+    assert picked(speed_settings(jit="on", mixed_precision="on")) == (True, True, True)
+    assert picked(speed_settings(jit="off", mixed_precision="off")) == (False, False, False)
     with pytest.raises(ValueError, match="jit must be one of"):
         speed_settings(jit="yes")
     args = parse_args(["--jit", "off", "--mixed-precision", "off"])

@@ -114,11 +114,13 @@ XLA_MIN_STEPS = 200  # compiling a step costs about as much as 100 plain student
 def speed_settings(jit="auto", mixed_precision="auto", steps=None):
     """Resolve the recipe's ``--jit`` / ``--mixed-precision`` (``auto``, ``on``, ``off``).
 
-    ``auto`` picks per device: with a GPU, mixed precision on and XLA off (the GRU then runs as
-    cuDNN kernels, which XLA cannot compile); on CPUs only, XLA on when a stage trains at least
-    ``XLA_MIN_STEPS`` ``steps`` (it fuses the many small element-wise ops of a CRUSE step,
-    benchmarks/training_step.py, but compiling takes tens of seconds) and mixed precision off
-    (CPUs emulate float16). Returns ``{"jit": bool, "mixed_precision": bool, "device": "gpu"|"cpu"}``.
+    ``auto`` picks per device (benchmarks/training_step.py): with a GPU, mixed precision on and
+    XLA off (the GRU then runs as cuDNN kernels, which XLA cannot compile). On CPUs only, mixed
+    precision off (CPUs emulate float16) and XLA on for the student stages of a schedule of at
+    least ``XLA_MIN_STEPS`` ``steps`` (it fuses the many small element-wise ops of a student
+    step; compiling takes tens of seconds) but off for the teacher, whose wide convolutions run
+    faster on TensorFlow's oneDNN kernels than compiled. Returns ``{"jit_student": bool,
+    "jit_teacher": bool, "mixed_precision": bool, "device": "gpu"|"cpu"}``.
     """
     for name, value in (("jit", jit), ("mixed_precision", mixed_precision)):
         if value not in SPEED_CHOICES:
@@ -128,5 +130,6 @@ def speed_settings(jit="auto", mixed_precision="auto", steps=None):
     gpu = bool(tf.config.list_physical_devices("GPU"))
     pick = lambda value, auto: auto if value == "auto" else value == "on"  # noqa: E731
     long_enough = steps is None or steps >= XLA_MIN_STEPS
-    return {"jit": pick(jit, not gpu and long_enough), "mixed_precision": pick(mixed_precision, gpu),
+    return {"jit_student": pick(jit, not gpu and long_enough), "jit_teacher": jit == "on",
+            "mixed_precision": pick(mixed_precision, gpu),
             "device": "gpu" if gpu else "cpu"}

@@ -139,8 +139,9 @@ class Run:
                                   kd_reduction=kd_reduction or self.cfg.kd_reduction,
                                   kd_normalize=self.cfg.kd_normalize,
                                   kd_layers=self.cfg.kd_layers or None)
+            jit = self.speed["jit_teacher" if stage == "teacher" else "jit_student"]
             distiller.compile(optimizer=keras.optimizers.Adam(self.cfg.learning_rate),
-                              jit_compile=self.speed["jit"])
+                              jit_compile=jit)
         # Every stage sees the same training stream (seed), so students differ only by objective.
         fit_resumable(distiller, lambda: self._dataset("train", 0, seed=seed),
                       epochs=epochs or self.cfg.student_epochs,
@@ -443,8 +444,10 @@ def open_run(preset, cfg, out, speech_dir=None, noise_dir=None, data_dir=None,
     tf.config.experimental.enable_op_determinism()
     r = Run(cfg, out, speech_dir, noise_dir, data_dir, teacher_checkpoint, verbose=verbose,
             strategy=strategy, jit=jit, mixed_precision=mixed_precision)
-    _log(f"training on {r.speed['device']}: XLA {'on' if r.speed['jit'] else 'off'}, mixed "
-         f"precision {'on' if r.speed['mixed_precision'] else 'off'}")
+    on_off = {True: "on", False: "off"}
+    _log(f"training on {r.speed['device']}: XLA {on_off[r.speed['jit_teacher']]} for the teacher, "
+         f"{on_off[r.speed['jit_student']]} for the students; mixed precision "
+         f"{on_off[r.speed['mixed_precision']]}")
     r.prepare_data()
     if r.is_chief:
         atomic_write_json(config_path, record)  # only once the data is usable, so a bad path can be fixed
