@@ -124,6 +124,9 @@ def grid(tmp_path_factory):
     return base, args
 
 
+# The grid trains a teacher and four students end to end (several minutes on 2 cores); the
+# recipe's smoke test keeps one end-to-end run in the default suite, so these two are slow.
+@pytest.mark.slow
 def test_grid_trains_scores_and_resumes(grid):
     base, args = grid
     out = base / "run"
@@ -146,6 +149,7 @@ def test_grid_trains_scores_and_resumes(grid):
     assert again.stdout.count("done already") == 5 and "Epoch" not in again.stdout
 
 
+@pytest.mark.slow
 def test_summary_tables_match_the_eval_files(grid):
     base, _ = grid
     proc = _script("summarize.py", str(base / "run"), "--dest", str(base / "summary"))
