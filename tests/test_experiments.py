@@ -56,6 +56,13 @@ def test_kd_reduction_group_shares_table3_conditions():
         assert not by_key["student-frame_ln-one_step-gtf-rsum-seed0"].dnsmos
 
 
+def test_int8_group_is_table3s_int8_students():
+    table3 = {c.key: c for c in plan(["table3:1"])}
+    conds = plan(["int8:1"])
+    assert [c.method for c in conds] == ["baseline", "two_step"]
+    assert all(c.key in table3 and c.int8 == table3[c.key].int8 == ("ptq", "qat") for c in conds)
+
+
 def test_summary_has_a_kd_reduction_section(tmp_path):
     from tinyse_tf.recipe.summary import write_summary
 

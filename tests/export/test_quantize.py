@@ -28,8 +28,8 @@ from tinyse_tf.models import Int8ExportError, build_cruse, build_streaming_model
 from tinyse_tf.runtime import StreamingEnhancer, TfliteFrameModel, run_frames, signal_features
 
 SHARED_AUDIO = Path(__file__).resolve().parents[3] / "shared" / "audio"
-EDGETPU_OPS = {"ADD", "CONCATENATION", "CONV_2D", "FULLY_CONNECTED", "LOGISTIC", "MAXIMUM", "MEAN",
-               "MUL", "PAD", "RESHAPE", "RSQRT", "SPLIT", "SQUARED_DIFFERENCE", "STRIDED_SLICE",
+EDGETPU_OPS = {"ADD", "CONCATENATION", "CONV_2D", "FULLY_CONNECTED", "LOGISTIC", "MEAN",
+               "MUL", "PAD", "PRELU", "RESHAPE", "RSQRT", "SPLIT", "SQUARED_DIFFERENCE", "STRIDED_SLICE",
                "SUB", "TANH", "QUANTIZE"}
 
 
@@ -127,8 +127,32 @@ def test_float_file_uses_only_edge_ops(exported):
     _, paths = exported
     ops = {op.display_name for op in read_model_bytes(paths["float32"].read_bytes()).main.ops}
     assert "TRANSPOSE_CONV" not in ops and "LEAKY_RELU" not in ops
-    assert {"MAXIMUM", "RSQRT", "SPLIT"} <= ops and "SQUARED_DIFFERENCE" not in ops
+    assert {"PRELU", "RSQRT", "SPLIT"} <= ops and "SQUARED_DIFFERENCE" not in ops
+    assert "MAXIMUM" not in ops  # the LeakyReLU is one PRELU (test_leaky_relu_keeps_input_range)
     assert ops <= EDGETPU_OPS, ops - EDGETPU_OPS
+
+
+def test_leaky_relu_keeps_input_range():
+    """The int8 LeakyReLU must not narrow the range of the tensor it reads: its input keeps the
+    calibrated [min, max] (the MAXIMUM form gave it [alpha * min, max] and clipped the norm's
+    negative tail, docs/RESULTS.md)."""
+    from tinyse_tf.export.quantize import convert_int8
+    from tinyse_tf.models import EdgeLeakyReLU
+
+    x = keras.Input((1, 8, 4), batch_size=1, name="x")
+    y = keras.layers.Conv2D(4, 1, name="conv")(x)
+    model = keras.Model(x, EdgeLeakyReLU(0.2, name="act")(y))
+    model.get_layer("conv").set_weights([np.eye(4, dtype=np.float32)[None, None], np.zeros(4)])
+    rng = np.random.default_rng(0)
+    samples = [{"x": rng.uniform(-5.0, 5.0, (1, 1, 8, 4)).astype(np.float32)} for _ in range(50)]
+    flat = convert_int8(model, samples)
+    m = read_model_bytes(flat).main
+    assert [op.display_name for op in m.ops if op.display_name != "QUANTIZE"] == ["CONV_2D", "PRELU"]
+    interp = tf.lite.Interpreter(model_content=flat)
+    details = {d["index"]: d for d in interp.get_tensor_details()}
+    prelu = next(op for op in m.ops if op.display_name == "PRELU")
+    scale, zero = details[prelu.inputs[0]]["quantization"]
+    assert (-128 - zero) * scale < -4.5 and (127 - zero) * scale > 4.5
 
 
 # --------------------------------------------------------------------------- int8 files

@@ -6,7 +6,7 @@ import pytest
 from tinyse_tf._tf import keras
 from tinyse_tf.models.gru import GroupedGRU, GroupedGRUCell
 from tinyse_tf.models.layers import (CausalConv2D, CausalConv2DTranspose, CumulativeLayerNorm,
-                                     FrameLayerNorm, MaxLeakyReLU, StreamingLayer)
+                                     FrameLayerNorm, EdgeLeakyReLU, StreamingLayer)
 
 ONES, ZEROS = keras.initializers.Ones(), keras.initializers.Zeros()
 
@@ -30,11 +30,20 @@ def test_causal_transposed_conv_golden(run_frames):
     np.testing.assert_array_equal(run_frames(layer, x), want)
 
 
-def test_max_leaky_relu_golden():
-    np.testing.assert_allclose(MaxLeakyReLU(0.2)(np.array([-1.0, 0.0, 2.0], np.float32)).numpy(),
+def test_edge_leaky_relu_golden():
+    np.testing.assert_allclose(EdgeLeakyReLU(0.2)(np.array([-1.0, 0.0, 2.0], np.float32)).numpy(),
                                [-0.2, 0.0, 2.0])
+    x = np.random.default_rng(0).normal(size=(2, 3, 5, 4)).astype(np.float32)
+    np.testing.assert_allclose(EdgeLeakyReLU(0.3)(x).numpy(), np.maximum(x, 0.3 * x), rtol=1e-6)
     with pytest.raises(ValueError, match="0 < alpha < 1"):
-        MaxLeakyReLU(1.5)
+        EdgeLeakyReLU(1.5)
+
+
+def test_models_saved_with_the_old_activation_name_load():
+    """Files saved before the PRELU form name the layer MaxLeakyReLU (same config)."""
+    layer = keras.layers.deserialize({"class_name": "tinyse_tf>MaxLeakyReLU",
+                                      "config": {"name": "enc_1", "alpha": 0.2}})
+    assert isinstance(layer, EdgeLeakyReLU) and layer.alpha == 0.2
 
 
 def test_cumulative_layer_norm_matches_numpy(run_frames):
@@ -94,7 +103,7 @@ def test_frame_state_holds_what_it_says():
 
 
 # --------------------------------------------------------------------------- config round trips
-@pytest.mark.parametrize("layer", [CausalConv2D(5), CausalConv2DTranspose(2), MaxLeakyReLU(0.3),
+@pytest.mark.parametrize("layer", [CausalConv2D(5), CausalConv2DTranspose(2), EdgeLeakyReLU(0.3),
                                    CumulativeLayerNorm(epsilon=1e-3), FrameLayerNorm(),
                                    GroupedGRUCell(12, 3), GroupedGRU(12, 3)],
                          ids=lambda layer: type(layer).__name__)

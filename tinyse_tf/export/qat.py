@@ -5,7 +5,7 @@
 1. annotates every layer for 8-bit QAT; the default registry covers the 1x1 skip convs, Add,
    reshape and the sigmoid; the causal convs get tfmot's conv / transposed-conv configs
    (per-channel / per-tensor int8 kernels and the output range), ``FrameLayerNorm`` and
-   ``MaxLeakyReLU`` an output range, and ``GroupedGRU`` its gate Dense kernels (symmetric
+   ``EdgeLeakyReLU`` an output range, and ``GroupedGRU`` its gate Dense kernels (symmetric
    per-tensor int8) plus the output range (the gate arithmetic inside the cell is simulated in
    float);
 2. calibrates every activation range from the float model on real audio before training

@@ -6,7 +6,7 @@ from tinyse_tf.models.cruse import (BLOCK_NAMES, block_outputs_model, build_crus
                                    float32_copy)
 from tinyse_tf.models.gru import GroupedGRU, GroupedGRUCell
 from tinyse_tf.models.layers import (CausalConv2D, CausalConv2DTranspose, CumulativeLayerNorm,
-                                     FrameLayerNorm, MaxLeakyReLU)
+                                     FrameLayerNorm, EdgeLeakyReLU)
 from tinyse_tf.models.streaming import build_streaming_model, state_specs, zero_states
 
 __all__ = ["INT8_NORMS", "NORMS", "PRESETS", "CruseConfig", "Int8ExportError",
@@ -14,4 +14,4 @@ __all__ = ["INT8_NORMS", "NORMS", "PRESETS", "CruseConfig", "Int8ExportError",
            "build_cruse", "config_from_model", "float32_copy", "CausalConv2D",
            "CausalConv2DTranspose",
            "CumulativeLayerNorm", "FrameLayerNorm", "GroupedGRU", "GroupedGRUCell",
-           "MaxLeakyReLU", "build_streaming_model", "state_specs", "zero_states"]
+           "EdgeLeakyReLU", "build_streaming_model", "state_specs", "zero_states"]

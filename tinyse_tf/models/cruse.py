@@ -21,7 +21,7 @@ from tinyse_tf._tf import keras
 from tinyse_tf.models.config import CruseConfig, get_config
 from tinyse_tf.models.gru import GroupedGRU
 from tinyse_tf.models.layers import (CausalConv2D, CausalConv2DTranspose, CumulativeLayerNorm,
-                                     FrameLayerNorm, MaxLeakyReLU, make_norm)
+                                     FrameLayerNorm, EdgeLeakyReLU, make_norm)
 
 #: The 9 distilled block outputs: 4 encoder blocks, the bottleneck reshaped to [t, 5, C_L], the
 #: first 3 decoder blocks and the last decoder block (the sigmoid mask).
@@ -50,7 +50,7 @@ def cruse_graph(features, cfg: CruseConfig, layer, apply):
 
     def norm_act(x, prefix, out_name):
         x = apply(layer(f"{prefix}_norm", lambda n: make_norm(cfg.norm, n)), x)
-        return apply(layer(out_name, lambda n: MaxLeakyReLU(cfg.leaky_alpha, name=n)), x)
+        return apply(layer(out_name, lambda n: EdgeLeakyReLU(cfg.leaky_alpha, name=n)), x)
 
     x, skips = features, []
     for i, ch in enumerate(cfg.channels, 1):

@@ -13,7 +13,7 @@ The grouped GRU, whose sequence mode has its own fast kernels, lives in ``tinyse
 and follows the same contract.
 
 Frame mode is written only with ops that convert to all-int8 Coral Edge TPU ops (CONV_2D,
-FULLY_CONNECTED, CONCATENATION, PAD, RESHAPE, SPLIT, STRIDED_SLICE, ADD, SUB, MUL, MAXIMUM, MEAN,
+FULLY_CONNECTED, CONCATENATION, PAD, RESHAPE, SPLIT, STRIDED_SLICE, ADD, SUB, MUL, PRELU, MEAN,
 SQUARED_DIFFERENCE, RSQRT, LOGISTIC, TANH; shared/docs/EDGE.md), so the single-frame graph that
 ``tinyse_tf.models.streaming.build_streaming_model`` wires from these layers is at once the Keras
 streaming graph and the graph converted to float32 / int8 TFLite. Weights are the layers' own:
@@ -139,23 +139,38 @@ class CausalConv2DTranspose(StreamingLayer, keras.layers.Conv2DTranspose):
 
 # --------------------------------------------------------------------------- activations, norms
 @register_layer
-class MaxLeakyReLU(keras.layers.Layer):
-    """LeakyReLU as ``maximum(x, alpha * x)`` (0 < alpha < 1): MUL + MAXIMUM in TFLite, both on the
-    Edge TPU list (LEAKY_RELU is not). Stateless; any shape."""
+class EdgeLeakyReLU(keras.layers.Layer):
+    """LeakyReLU (0 < alpha < 1) written as ``relu(x) + relu(-x) * (-alpha)``, the pattern the
+    TFLite converter turns into one PRELU op: on the Edge TPU list, a TFLite Micro kernel, and in
+    int8 its input and output carry independent scales. Stateless; any shape [..., c].
+
+    Why not ``maximum(x, alpha * x)`` (MUL + MAXIMUM, the form used before): int8 MAXIMUM requires
+    its inputs on its output's scale, so the converter gave the preceding norm's output the
+    activation's range [alpha * min, max] and clipped the norm's negative tail (6-16 % of the
+    values per frame, on real audio), the largest int8 error in the model (docs/RESULTS.md,
+    "Where the int8 error enters"). LEAKY_RELU is not an Edge TPU op.
+    """
 
     qat_kind = "output"
 
     def __init__(self, alpha=0.2, **kwargs):
         super().__init__(**kwargs)
         if not 0.0 < float(alpha) < 1.0:
-            raise ValueError(f"MaxLeakyReLU needs 0 < alpha < 1, got {alpha}")
+            raise ValueError(f"EdgeLeakyReLU needs 0 < alpha < 1, got {alpha}")
         self.alpha = float(alpha)
 
     def call(self, x):
-        return tf.maximum(x, self.alpha * x)
+        # The converter's PReLU pattern wants alpha as a constant of rank(x) - 1.
+        neg_alpha = tf.constant(-self.alpha, dtype=x.dtype, shape=[1] * (x.shape.rank - 1))
+        return tf.nn.relu(x) + tf.nn.relu(-x) * neg_alpha
 
     def get_config(self):
         return {**super().get_config(), "alpha": self.alpha}
+
+
+# Models saved before the PRELU form name the layer MaxLeakyReLU; same function, same config.
+keras.utils.get_custom_objects().update({"MaxLeakyReLU": EdgeLeakyReLU,
+                                          "tinyse_tf>MaxLeakyReLU": EdgeLeakyReLU})
 
 
 class _ChannelAffine(keras.layers.Layer):

@@ -20,6 +20,8 @@ Groups (the paper's tables and the open questions of docs/RESULTS.md):
 ``kd_reduction``  baseline and one-step KD students with each KD reduction ("mean", "sum"); the
                   config's reduction keeps table3's keys (the same conditions), the other gets
                   ``-r<reduction>``; no DNSMOS
+``int8``          baseline and two-step 62 k students (table3's keys) with int8 PTQ and QAT files,
+                  no one-step and no DNSMOS: the seeds of docs/RESULTS.md's int8 fidelity study
 ================  =================================================================================
 """
 from __future__ import annotations
@@ -34,7 +36,7 @@ from tinyse_tf.atomic import atomic_write_json
 from tinyse_tf.recipe.presets import get_preset
 
 METHODS = ("teacher", "baseline", "one_step", "two_step")
-GROUPS = ("teacher", "table3", "size", "granularity", "step1", "norm", "kd_reduction")
+GROUPS = ("teacher", "table3", "size", "granularity", "step1", "norm", "kd_reduction", "int8")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -81,6 +83,9 @@ def group_conditions(group: str, seed: int, student_epochs: int = 8,
                 Condition("baseline", seed, int8=int8, dnsmos=True),
                 Condition("one_step", seed, dnsmos=True),
                 Condition(**two_step, int8=int8, dnsmos=True)]
+    if group == "int8":  # docs/RESULTS.md, int8 fidelity: the two students Table 3 exports
+        return [Condition("baseline", seed, int8=("ptq", "qat")),
+                Condition(**two_step, int8=("ptq", "qat"))]
     if group == "size":
         return [Condition(m, seed, student=s, int8=("ptq",))
                 for s in ("student_30k", "student_240k") for m in ("baseline", "two_step")]
