@@ -18,11 +18,30 @@ def _recipe(*args, timeout=900):
                           capture_output=True, text=True, env=env, timeout=timeout)
 
 
+def _check_recordings(folder):
+    """Two 'speech' (voiced harmonics) and two noise files, standing in for real recordings."""
+    import numpy as np
+
+    from tinyse_tf.data import write_audio
+
+    rng = np.random.default_rng(0)
+    t = np.arange(3 * 16000) / 16000
+    for k in range(2):
+        f0 = 120 + 40 * k
+        voiced = sum(np.sin(2 * np.pi * f0 * h * t) / h for h in range(1, 12))
+        write_audio(folder / "speech" / f"s{k}.wav",
+                    0.1 * voiced * (0.6 + 0.4 * np.sin(2 * np.pi * 3 * t)))
+        write_audio(folder / "noise" / f"n{k}.wav", 0.05 * rng.standard_normal(t.size))
+    return folder / "speech", folder / "noise"
+
+
 @pytest.fixture(scope="module")
 def smoke_run(tmp_path_factory):
     base = tmp_path_factory.mktemp("recipe")
     out = base / "run"
+    speech, noise = _check_recordings(base / "check")
     proc = _recipe("--preset", "smoke", "--out", str(out), "--data-dir", str(base / "data"),
+                   "--int8-check-speech", str(speech), "--int8-check-noise", str(noise),
                    "--quiet")
     assert proc.returncode == 0, proc.stderr[-3000:]
     return base, out, proc
@@ -59,6 +78,33 @@ def test_smoke_run_exports_checked_int8_streaming_files(smoke_run):
                 assert check_model(path).ok, path
     checks = json.loads((out / "report" / "report.json").read_text())["metadata"]["edgetpu_check"]
     assert len(checks) == 4 and all(c["ok"] and c["cpu_ops"] == 0 for c in checks.values())
+
+
+def test_smoke_run_reports_int8_against_float(smoke_run):
+    """The export stage's guard: int8 - float32 per input SNR on the validation split and on the
+    --int8-check recordings, in the log, report.md and export/<key>.int8_check.json."""
+    _, out, proc = smoke_run
+    md = (out / "report" / "report.md").read_text()
+    assert "## int8 files against their float32 file" in md
+    for key in ("student", "two_step"):
+        check = json.loads((out / "export" / f"{key}.int8_check.json").read_text())
+        assert set(check) == {"validation split", "real recordings"}
+        for kind in ("int8_ptq", "int8_qat"):
+            gaps = check["validation split"]["gaps"][f"{key} {kind}"]
+            assert sorted(float(s) for s in gaps) == [-5.0, 0.0, 5.0]
+            assert all(abs(d["si_sdr"]) < 20 and abs(d["estoi"]) < 100 for d in gaps.values())
+        assert f"**{key}, real recordings**" in md
+    assert "int8 check two_step, real recordings" in proc.stdout
+
+
+def test_bad_int8_check_folders_give_one_line(tmp_path):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    for flags in (("--int8-check-speech", str(empty), "--int8-check-noise", str(empty)),
+                  ("--int8-check-speech", str(empty))):
+        proc = _recipe("--preset", "smoke", "--out", str(tmp_path / "o"), *flags, "--quiet")
+        assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
+        assert "--int8-check" in proc.stderr.strip().splitlines()[-1]
 
 
 def test_two_step_history_switches_phase(smoke_run):

@@ -218,7 +218,8 @@ def read_report(path) -> dict:
 def write_report(results: Mapping[str, Sequence[Mapping]], out_dir, title: str = "Evaluation report",
                  extra_rows: Mapping | None = None, metadata: Mapping | None = None,
                  spectrogram: Mapping | None = None,
-                 size_results: Mapping[str, Mapping[str, object]] | None = None) -> dict[str, Path]:
+                 size_results: Mapping[str, Mapping[str, object]] | None = None,
+                 sections: Mapping[str, str] | None = None) -> dict[str, Path]:
     """Write report.json, report.md and PNG plots into ``out_dir`` (each file atomically).
 
     Args:
@@ -229,6 +230,7 @@ def write_report(results: Mapping[str, Sequence[Mapping]], out_dir, title: str =
         extra_rows: rows added to every Table-3 table, see ``table3``.
         metadata: facts to keep (checkpoints, commit, test set, ...); values JSON cannot hold
             are stored as ``str(value)``.
+        sections: further report.md sections, ``{heading: markdown}``, before the failures.
         spectrogram: optional {"noisy": [n], "enhanced": [n], "clean": [n], "title": str} arrays
             for one figure, spectrogram.png.
         size_results: optional ``size_table`` input; adds a Table-4 section.
@@ -273,6 +275,8 @@ def write_report(results: Mapping[str, Sequence[Mapping]], out_dir, title: str =
     plots = [k for k in written if k != "json"]
     if plots:
         md += ["## Plots", "", *(f"![{k}]({written[k].name})" for k in plots), ""]
+    for heading, body in (sections or {}).items():
+        md += [f"## {heading}", "", body, ""]
     md += ["## Failures", "", _failures(results), ""]
 
     doc = {"title": title, "created_utc": created, "metadata": dict(metadata or {}),

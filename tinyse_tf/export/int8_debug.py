@@ -46,7 +46,8 @@ class TensorError:
 
     @property
     def layer(self) -> str:
-        """The Keras layer the tensor belongs to (``enc1_norm``), or the tensor name."""
+        """The Keras layer the tensor belongs to (``enc1_norm``); model inputs and outputs
+        (``serving_default_<name>:0``, ``StatefulPartitionedCall:<k>``) keep their tensor name."""
         parts = self.name.split("/")
         return parts[1] if len(parts) > 2 else self.name
 
@@ -97,9 +98,12 @@ def tensor_errors(float_path, int8_path, audios) -> list[TensorError]:
     f_in, f_out = _ports(f)
     q_in, _ = _ports(q)
     f_by_name = {d["name"]: d for d in f.get_tensor_details()}
+    producers = _producers(int8_path)
+    inputs = {d["index"] for d in q_in.values()}
+    # Activations only: produced by an op or fed as an input (weights and constants are not).
     tensors = [d for d in q.get_tensor_details()
-               if d["name"] in f_by_name and d["dtype"] in (np.int8, np.int16)
-               and d["quantization"][0] > 0]
+               if (d["index"] in producers or d["index"] in inputs) and d["name"] in f_by_name
+               and d["dtype"] in (np.int8, np.int16) and d["quantization"][0] > 0]
     sums = np.zeros((len(tensors), 4))  # sum f^2, sum (q - f)^2, clipped count, count
     extremes = np.tile([np.inf, -np.inf], (len(tensors), 1))
     for audio in audios:
@@ -126,7 +130,6 @@ def tensor_errors(float_path, int8_path, audios) -> list[TensorError]:
                 extremes[k] = min(extremes[k, 0], ref.min()), max(extremes[k, 1], ref.max())
     if not sums[:, 3].any():
         raise ValueError(f"no frames compared: give signals longer than {_WARMUP_FRAMES} hops")
-    producers = _producers(int8_path)
     out = []
     for k, d in enumerate(tensors):
         scale, zero = d["quantization"]

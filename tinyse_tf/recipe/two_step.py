@@ -57,7 +57,7 @@ class Run:
 
     def __init__(self, cfg, out, speech_dir=None, noise_dir=None, data_dir=None,
                  teacher_checkpoint=None, verbose=1, strategy="default", jit="auto",
-                 mixed_precision="auto"):
+                 mixed_precision="auto", int8_check_dirs=None):
         from tinyse_tf._tf import keras
         from tinyse_tf.training import make_strategy, worker_id
 
@@ -75,6 +75,12 @@ class Run:
         self.models_dir = self.out / "models"
         self.timings = {}
         self.edgetpu = {}  # .tflite name -> Edge TPU check (and compiler) result
+        # (speech dir, noise dir) of real recordings for the int8 check, besides the validation
+        # split; execution only, like the speed settings.
+        self.int8_check_dirs = int8_check_dirs
+        if int8_check_dirs:
+            _check_int8_dirs(*int8_check_dirs)
+        self.int8_check = {}  # model key -> {set name: int8 - float per SNR}
         self._noisy_values = {}  # (id, snr label) -> metrics of the noisy input
         self._pool = None  # the ScoringPool of `scoring()`, while it is open
 
@@ -255,6 +261,8 @@ class Run:
                                  qat_dataset=qat_data, qat_steps=self.cfg.qat_steps, seed=seed)
             atomic_write_json(done, {k: str(v) for k, v in paths.items()})
             self.timings[f"export_{key}_s"] = round(time.time() - t0, 1)
+        if len(paths) > 1:
+            self.int8_check[key] = self.check_int8(key, paths, seed)
         files = {}
         for kind, path in paths.items():
             if kind == "float32":
@@ -267,6 +275,41 @@ class Run:
             self._compile_edgetpu(path)
             files[kind] = path
         return files
+
+    def check_int8(self, key, paths, seed):
+        """int8 - float32 of the streaming files, per input SNR (``cfg.test_snrs``), on mixtures
+        of the validation split and, with ``int8_check_dirs``, of those real recordings; cached
+        in ``export/<key>.int8_check.json``. Logs the table and one warning line per file over
+        ``INT8_BUDGET``. Returns ``{set name: {"table", "gaps", "warnings"}}``."""
+        from tinyse_tf.data.audio_io import list_audio
+        from tinyse_tf.export.fidelity import (budget_warnings, gap_table, int8_gaps,
+                                               mixtures_by_snr, score_files)
+
+        path = self.out / "export" / f"{key}.int8_check.json"
+        sets = {"validation split": self.corpus.split("valid")}
+        if self.int8_check_dirs:
+            sets["real recordings"] = tuple(list_audio(d) for d in self.int8_check_dirs)
+        result = json.loads(path.read_text()) if path.exists() else {}
+        if not set(sets) <= set(result):
+            t0 = time.time()
+            files = {f"{key} {kind}": p for kind, p in paths.items()}
+            float_name = f"{key} float32"
+            result = {}
+            for name, (speech, noise) in sets.items():
+                pairs = mixtures_by_snr(speech, noise, self.cfg.test_snrs, n_clips=8,
+                                        seconds=4.0, seed=seed)
+                scores = score_files(files, pairs)
+                gaps = int8_gaps(scores, float_name)
+                result[name] = {"table": gap_table(scores, float_name), "gaps": gaps,
+                                "warnings": budget_warnings(gaps, where=f" on the {name}")}
+            atomic_write_json(path, result)
+            self.timings[f"int8_check_{key}_s"] = round(time.time() - t0, 1)
+        for name, check in result.items():
+            _log(f"int8 check {key}, {name} (8 mixtures per SNR, StreamingEnhancer):\n"
+                 + check["table"])
+            for line in check["warnings"]:
+                _log("WARNING: " + line)
+        return result
 
     def _compile_edgetpu(self, path):
         script = pathlib.Path(__file__).resolve().parents[2] / "edge" / "compile.py"
@@ -344,8 +387,15 @@ class Run:
         spectrogram = {"noisy": load_audio(first["noisy_path"]), "enhanced": load_audio(two_step),
                        "clean": load_audio(first["clean_path"]),
                        "title": f"{first['id']} at 0 dB: noisy / two-step KD / clean"}
+        checks = {f"{key}, {name}": c for key, sets in self.int8_check.items()
+                  for name, c in sets.items()}
+        section = "\n\n".join(f"**{where}** (8 mixtures per input SNR, not the test set)\n\n"
+                                + c["table"] + "".join(f"\n\nWARNING: {w}" for w in c["warnings"])
+                                for where, c in checks.items())
         files = write_report(results, self.out / "report", title="Two-step KD: results",
-                             metadata=self.metadata(), spectrogram=spectrogram)
+                             metadata=self.metadata(), spectrogram=spectrogram,
+                             sections={"int8 files against their float32 file": section}
+                             if checks else None)
         return results, files
 
     def metadata(self):
@@ -357,6 +407,17 @@ class Run:
                 "macs_per_frame": {n: macs_per_frame(getattr(self.cfg, n))
                                    for n in ("teacher", "student")},
                 "macs_rule": MACS_RULE, "edgetpu_check": self.edgetpu}
+
+
+def _check_int8_dirs(speech_dir, noise_dir):
+    """Fail at the start, not after training, when the int8 check's folders are unusable."""
+    from tinyse_tf.data import DataError
+    from tinyse_tf.data.audio_io import list_audio
+
+    for flag, folder in (("--int8-check-speech", speech_dir), ("--int8-check-noise", noise_dir)):
+        if not list_audio(folder):
+            raise DataError(f"{flag} {folder}: no .wav or .flac files; give a folder of "
+                            "recordings (searched recursively)")
 
 
 def _load_checkpoint(path):
@@ -414,13 +475,18 @@ def parse_args(argv=None, prog="two_step.py"):
                    help="XLA-compile the training step (auto: on without a GPU)")
     p.add_argument("--mixed-precision", default="auto", choices=SPEED_CHOICES,
                    help="float16 compute, float32 variables and losses (auto: on with a GPU)")
+    p.add_argument("--int8-check-speech", metavar="DIR",
+                   help="real speech recordings for the export stage's int8 check (with "
+                        "--int8-check-noise): int8 - float32 per input SNR is reported on "
+                        "mixtures of these as well as of the validation split")
+    p.add_argument("--int8-check-noise", metavar="DIR", help="real noise recordings, see above")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     return p.parse_args(argv)
 
 
 def open_run(preset, cfg, out, speech_dir=None, noise_dir=None, data_dir=None,
              teacher_checkpoint=None, verbose=1, strategy="default", jit="auto",
-             mixed_precision="auto"):
+             mixed_precision="auto", int8_check_dirs=None):
     """A :class:`Run` in ``out`` with its data prepared, seeded and deterministic.
 
     ``out/config.json`` records the configuration and data sources; a folder that holds another
@@ -443,7 +509,8 @@ def open_run(preset, cfg, out, speech_dir=None, noise_dir=None, data_dir=None,
     keras.utils.set_random_seed(cfg.seed)
     tf.config.experimental.enable_op_determinism()
     r = Run(cfg, out, speech_dir, noise_dir, data_dir, teacher_checkpoint, verbose=verbose,
-            strategy=strategy, jit=jit, mixed_precision=mixed_precision)
+            strategy=strategy, jit=jit, mixed_precision=mixed_precision,
+            int8_check_dirs=int8_check_dirs)
     on_off = {True: "on", False: "off"}
     _log(f"training on {r.speed['device']}: XLA {on_off[r.speed['jit_teacher']]} for the teacher, "
          f"{on_off[r.speed['jit_student']]} for the students; mixed precision "
@@ -462,13 +529,21 @@ def config_from_args(args):
                       reset_optimizer=args.reset_optimizer)
 
 
+def _int8_check_dirs(args):
+    dirs = (args.int8_check_speech, args.int8_check_noise)
+    if any(dirs) and not all(dirs):
+        raise ValueError("give both --int8-check-speech and --int8-check-noise, or neither")
+    return dirs if all(dirs) else None
+
+
 def run(args):
     cfg = config_from_args(args)
     out = pathlib.Path(args.out or f"runs/{args.preset}")
     t0 = time.time()
     r = open_run(args.preset, cfg, out, args.speech_dir, args.noise_dir, args.data_dir,
                  args.teacher_checkpoint, verbose=0 if args.quiet else 1, strategy=args.strategy,
-                 jit=args.jit, mixed_precision=args.mixed_precision)
+                 jit=args.jit, mixed_precision=args.mixed_precision,
+                 int8_check_dirs=_int8_check_dirs(args))
     models = r.train_all()
     if not r.is_chief:
         _log("worker done; the chief evaluates and writes the report")
