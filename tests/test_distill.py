@@ -150,6 +150,7 @@ def test_xla_compiled_step_trains_like_the_graph_step():
         np.testing.assert_allclose(got[key], want[key], rtol=2e-3, err_msg=key)
 
 
+@pytest.mark.slow  # float16 on a CPU is emulated and slow; CI stayed over 25 min with it
 def test_mixed_precision_scales_the_loss_and_keeps_float32_where_it_matters():
     want = _history(_distiller(0.5, seed=6), epochs=1)
     keras.mixed_precision.set_global_policy("mixed_float16")
