@@ -29,11 +29,13 @@ import sys
 from collections import defaultdict
 from pathlib import Path
 
-AUDIO_SUFFIXES = (".wav", ".flac")
+def _files(folder) -> list:
+    from tinyse_tf.data import DataError, list_audio
 
-
-def _files(folder) -> list[str]:
-    files = sorted(str(p) for p in Path(folder).rglob("*") if p.suffix.lower() in AUDIO_SUFFIXES)
+    try:
+        files = list_audio(folder)
+    except DataError as err:
+        raise SystemExit(f"int8_study: error: {err}") from None
     if not files:
         raise SystemExit(f"int8_study: error: {folder}: no .wav or .flac files")
     return files
