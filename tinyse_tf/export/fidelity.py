@@ -52,8 +52,7 @@ def score_files(files: Mapping[str, object], pairs_by_snr: Mapping[float, Sequen
         for snr, pairs in pairs_by_snr.items():
             rows = []
             for (noisy, clean), (n_sdr, n_stoi) in zip(pairs, noisy_scores[snr]):
-                enhancer.reset()
-                enhanced = enhancer.enhance(noisy)
+                enhanced = enhancer.enhance(noisy)  # enhance() starts a new stream
                 rows.append((si_sdr(clean, enhanced) - n_sdr, estoi(clean, enhanced) - n_stoi))
             per_snr[snr] = {"si_sdr": [r[0] for r in rows], "estoi": [r[1] for r in rows]}
         out[name] = per_snr

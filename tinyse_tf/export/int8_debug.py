@@ -65,18 +65,6 @@ def _interpreter(path):
     return interp
 
 
-def _ports(interp) -> tuple[dict, dict]:
-    runner = interp.get_signature_runner()
-    ins, outs = runner.get_input_details(), runner.get_output_details()
-    return ins, outs  # the runner itself is dropped: it would pin the interpreter's buffers
-
-
-def _quantize(x, detail):
-    scale, zero = detail["quantization"]
-    info = np.iinfo(detail["dtype"])
-    return np.clip(np.round(x / scale) + zero, info.min, info.max).astype(detail["dtype"])
-
-
 def _producers(path) -> dict[int, str]:
     with open(path, "rb") as f:
         model = read_model_bytes(f.read(), str(path)).main
@@ -94,53 +82,56 @@ def tensor_errors(float_path, int8_path, audios) -> list[TensorError]:
     """
     from tinyse_tf.runtime import signal_features
 
+    from tinyse_tf.runtime.tflite import named_ports
+
     f, q = _interpreter(float_path), _interpreter(int8_path)
-    f_in, f_out = _ports(f)
-    q_in, _ = _ports(q)
+    f_in, f_out = named_ports(f)
+    q_in, _ = named_ports(q)
     f_by_name = {d["name"]: d for d in f.get_tensor_details()}
     producers = _producers(int8_path)
-    inputs = {d["index"] for d in q_in.values()}
-    # Activations only: produced by an op or fed as an input (weights and constants are not).
-    tensors = [d for d in q.get_tensor_details()
-               if (d["index"] in producers or d["index"] in inputs) and d["name"] in f_by_name
-               and d["dtype"] in (np.int8, np.int16) and d["quantization"][0] > 0]
+    input_indices = {p.index for p in q_in.values()}
+    # Activations only: produced by an op or fed as an input (weights and constants are not);
+    # per tensor: its detail, the float tensor's index, scale, zero point and int8 range.
+    tensors = []
+    for d in q.get_tensor_details():
+        scale, zero = d["quantization"]
+        if ((d["index"] in producers or d["index"] in input_indices) and d["name"] in f_by_name
+                and d["dtype"] in (np.int8, np.int16) and scale > 0):
+            info = np.iinfo(d["dtype"])
+            tensors.append((d, f_by_name[d["name"]]["index"], scale, zero,
+                            (info.min - zero) * scale, (info.max - zero) * scale))
     sums = np.zeros((len(tensors), 4))  # sum f^2, sum (q - f)^2, clipped count, count
     extremes = np.tile([np.inf, -np.inf], (len(tensors), 1))
     for audio in audios:
-        states = {n: np.zeros(d["shape"], np.float32) for n, d in f_in.items() if n != "features"}
+        states = {n: np.zeros(p.shape, np.float32) for n, p in f_in.items() if n != "features"}
         for t, frame in enumerate(signal_features(np.asarray(audio, np.float32))):
-            inputs = {"features": frame.reshape(f_in["features"]["shape"]), **states}
-            for name, d in f_in.items():
-                f.set_tensor(d["index"], inputs[name].astype(np.float32))
-                q.set_tensor(q_in[name]["index"], _quantize(inputs[name], q_in[name]))
+            inputs = {"features": frame.reshape(f_in["features"].shape), **states}
+            for name, port in f_in.items():
+                f.set_tensor(port.index, inputs[name].astype(np.float32))
+                q.set_tensor(q_in[name].index, q_in[name].quantize(inputs[name]))
             f.invoke()
             q.invoke()
-            states = {n[:-len("_out")]: f.get_tensor(d["index"]) for n, d in f_out.items()
+            states = {n[:-len("_out")]: f.get_tensor(p.index) for n, p in f_out.items()
                       if n != "mask"}
             if t < _WARMUP_FRAMES:
                 continue
-            for k, d in enumerate(tensors):
-                ref = f.get_tensor(f_by_name[d["name"]]["index"]).astype(np.float64)
-                scale, zero = d["quantization"]
+            for k, (d, f_index, scale, zero, lo, hi) in enumerate(tensors):
+                ref = f.get_tensor(f_index).astype(np.float64)
                 got = (q.get_tensor(d["index"]).astype(np.float64) - zero) * scale
-                info = np.iinfo(d["dtype"])
-                lo, hi = (info.min - zero) * scale, (info.max - zero) * scale
                 sums[k] += (np.sum(ref ** 2), np.sum((got - ref) ** 2),
                             np.sum((ref < lo - scale / 2) | (ref > hi + scale / 2)), ref.size)
                 extremes[k] = min(extremes[k, 0], ref.min()), max(extremes[k, 1], ref.max())
     if not sums[:, 3].any():
         raise ValueError(f"no frames compared: give signals longer than {_WARMUP_FRAMES} hops")
     out = []
-    for k, d in enumerate(tensors):
-        scale, zero = d["quantization"]
-        info = np.iinfo(d["dtype"])
+    for k, (d, _, scale, _, lo, hi) in enumerate(tensors):
         signal, noise, clipped, count = sums[k]
         out.append(TensorError(
             index=int(d["index"]), name=d["name"].split(";")[0],
             op=producers.get(int(d["index"]), "input"),
             sqnr_db=float(10 * np.log10(max(signal, 1e-30) / max(noise, 1e-30))),
             rms_lsb=float(np.sqrt(noise / count) / scale), clipped=float(clipped / count),
-            lo=float((info.min - zero) * scale), hi=float((info.max - zero) * scale),
+            lo=float(lo), hi=float(hi),
             float_min=float(extremes[k, 0]), float_max=float(extremes[k, 1])))
     order = {name: k for k, name in enumerate(producers)}
     return sorted(out, key=lambda e: order.get(e.index, -1))
