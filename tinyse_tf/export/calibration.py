@@ -39,16 +39,22 @@ def noisy_mixtures(speech, noise, n_clips: int = 8, seconds: float = 4.0, snr_db
         list of (noisy [n], clean [n]) float32 arrays, n = seconds * 16000.
     """
     rng = np.random.default_rng(seed)
-    speech = [_as_audio(s) for s in speech]
-    noise = [_as_audio(x) for x in noise]
+    speech, noise = list(speech), list(noise)
     if not speech or not noise:
         raise ValueError("noisy_mixtures needs at least one speech and one noise signal")
+    loaded = {}  # only the sources drawn are read (a folder may hold hundreds of files)
+
+    def source(items, kind, i):
+        if (kind, i) not in loaded:
+            loaded[kind, i] = _as_audio(items[i])
+        return loaded[kind, i]
+
     n = int(seconds * SAMPLE_RATE)
     lo, hi = (snr_db, snr_db) if np.isscalar(snr_db) else snr_db
     pairs = []
     for _ in range(n_clips):
-        s = _crop(speech[rng.integers(len(speech))], n, rng)
-        v = _crop(noise[rng.integers(len(noise))], n, rng)
+        s = _crop(source(speech, "speech", rng.integers(len(speech))), n, rng)
+        v = _crop(source(noise, "noise", rng.integers(len(noise))), n, rng)
         snr = rng.uniform(lo, hi)
         gain = np.sqrt(np.mean(s ** 2) / (np.mean(v ** 2) + 1e-12) / 10 ** (snr / 10))
         noisy = s + gain * v

@@ -75,11 +75,10 @@ class Run:
         self.models_dir = self.out / "models"
         self.timings = {}
         self.edgetpu = {}  # .tflite name -> Edge TPU check (and compiler) result
-        # (speech dir, noise dir) of real recordings for the int8 check, besides the validation
-        # split; execution only, like the speed settings.
-        self.int8_check_dirs = int8_check_dirs
-        if int8_check_dirs:
-            _check_int8_dirs(*int8_check_dirs)
+        # (speech files, noise files) of real recordings for the int8 check, besides the
+        # validation split; execution only, like the speed settings. Listed (and checked) now,
+        # so that an unusable folder fails before training.
+        self.int8_check_files = _int8_check_files(*int8_check_dirs) if int8_check_dirs else None
         self.int8_check = {}  # model key -> {set name: int8 - float per SNR}
         self._noisy_values = {}  # (id, snr label) -> metrics of the noisy input
         self._pool = None  # the ScoringPool of `scoring()`, while it is open
@@ -281,14 +280,13 @@ class Run:
         of the validation split and, with ``int8_check_dirs``, of those real recordings; cached
         in ``export/<key>.int8_check.json``. Logs the table and one warning line per file over
         ``INT8_BUDGET``. Returns ``{set name: {"table", "gaps", "warnings"}}``."""
-        from tinyse_tf.data.audio_io import list_audio
         from tinyse_tf.export.fidelity import (budget_warnings, gap_table, int8_gaps,
                                                mixtures_by_snr, score_files)
 
         path = self.out / "export" / f"{key}.int8_check.json"
         sets = {"validation split": self.corpus.split("valid")}
-        if self.int8_check_dirs:
-            sets["real recordings"] = tuple(list_audio(d) for d in self.int8_check_dirs)
+        if self.int8_check_files:
+            sets["real recordings"] = self.int8_check_files
         result = json.loads(path.read_text()) if path.exists() else {}
         if not set(sets) <= set(result):
             t0 = time.time()
@@ -409,15 +407,18 @@ class Run:
                 "macs_rule": MACS_RULE, "edgetpu_check": self.edgetpu}
 
 
-def _check_int8_dirs(speech_dir, noise_dir):
-    """Fail at the start, not after training, when the int8 check's folders are unusable."""
-    from tinyse_tf.data import DataError
-    from tinyse_tf.data.audio_io import list_audio
+def _int8_check_files(speech_dir, noise_dir):
+    """``(speech files, noise files)`` of the int8 check's folders; DataError (one line) when a
+    folder is unusable."""
+    from tinyse_tf.data import DataError, list_audio
 
+    files = []
     for flag, folder in (("--int8-check-speech", speech_dir), ("--int8-check-noise", noise_dir)):
-        if not list_audio(folder):
+        files.append(list_audio(folder))
+        if not files[-1]:
             raise DataError(f"{flag} {folder}: no .wav or .flac files; give a folder of "
                             "recordings (searched recursively)")
+    return tuple(files)
 
 
 def _load_checkpoint(path):
