@@ -24,6 +24,8 @@ def test_defaults_are_todays_behaviour():
     (dict(kd_granularity="output", kd_layers=("enc_1",)), "only 'mask'"),
     (dict(kd_normalize="no"), "kd_normalize must be true or false"),
     (dict(reset_optimizer=1), "reset_optimizer must be true or false"),
+    (dict(int8=("ptq", "int4")), "int8 must be distinct names from ptq, qat"),
+    (dict(int8=("qat", "qat")), "int8 must be distinct names"),
 ])
 def test_bad_kd_options_give_one_line(overrides, needle):
     with pytest.raises(ValueError) as err:
@@ -35,6 +37,14 @@ def test_kd_layers_are_a_tuple_in_block_order():
     assert RecipeConfig(kd_layers=None).kd_layers == ()
     assert RecipeConfig(kd_layers=["mask", "enc_1"]).kd_layers == ("enc_1", "mask")
     assert RecipeConfig(kd_granularity="output", kd_layers=("mask",)).kd_layers == ("mask",)
+
+
+def test_int8_files_default_to_ptq_in_a_fixed_order():
+    assert get_preset("demo").int8 == ("ptq",)  # docs/RESULTS.md section 8: QAT is opt-in
+    assert RecipeConfig(int8=["qat", "ptq"]).int8 == ("ptq", "qat")  # config.json holds a list
+    assert RecipeConfig(int8="qat").int8 == ("qat",)
+    assert config_from_args(parse_args(["--int8", "qat, ptq"])).int8 == ("ptq", "qat")
+    assert config_from_args(parse_args(["--int8", "none"])).int8 == ()
 
 
 def test_recipe_flags_reach_the_config():
@@ -50,8 +60,10 @@ class _Stop(Exception):
     pass
 
 
-def _capture(monkeypatch, cfg, tmp_path, method, **kwargs):
-    """Run.train_student up to fit: the Distiller's kwargs and the callbacks it would get."""
+def _capture(monkeypatch, cfg, tmp_path, method, speed=None, teacher=object(), stage=None,
+             **kwargs):
+    """Run.train_student up to fit: the Distiller's kwargs, its compile kwargs and the callbacks
+    it would get."""
     import tinyse_tf.distill
     import tinyse_tf.training
 
@@ -62,7 +74,7 @@ def _capture(monkeypatch, cfg, tmp_path, method, **kwargs):
             seen["distiller"] = kw
 
         def compile(self, **kw):
-            pass
+            seen["compile"] = kw
 
     def fake_fit(distiller, make_dataset, epochs, steps_per_epoch, workdir, callbacks=(), **kw):
         seen["callbacks"] = list(callbacks)
@@ -71,9 +83,10 @@ def _capture(monkeypatch, cfg, tmp_path, method, **kwargs):
     monkeypatch.setattr(tinyse_tf.distill, "Distiller", FakeDistiller)
     monkeypatch.setattr(tinyse_tf.training, "fit_resumable", fake_fit)
     run = Run(cfg, tmp_path, verbose=0)
+    run.speed.update(speed or {})
     run._dataset = lambda *args, **kw: None  # no corpus needed
     with pytest.raises(_Stop):
-        run.train_student(method, method, lambda: None, teacher=object(), **kwargs)
+        run.train_student(stage or method, method, lambda: None, teacher=teacher, **kwargs)
     return seen
 
 
@@ -94,6 +107,16 @@ def test_kd_options_reach_distiller_and_phase_switch(monkeypatch, tmp_path):
     seen = _capture(monkeypatch, get_preset("smoke"), tmp_path, "two_step")
     assert seen["distiller"]["kd_reduction"] == "mean"
     assert seen["callbacks"][0].reset_optimizer is False
+
+
+def test_each_stage_compiles_with_its_own_xla_choice(monkeypatch, tmp_path):
+    speed = {"jit_teacher": False, "jit_student": True, "jit_kd": False}
+    for stage, method, teacher, want in (("student", "baseline", None, True),
+                                         ("one_step", "one_step", object(), False),
+                                         ("teacher", "baseline", None, False)):
+        seen = _capture(monkeypatch, get_preset("smoke"), tmp_path / stage, method, speed=speed,
+                        teacher=teacher, stage=stage)
+        assert seen["compile"]["jit_compile"] is want, stage
 
 
 def test_config_json_round_trips_and_old_folders_resume(tmp_path):
@@ -126,14 +149,15 @@ def test_config_json_round_trips_and_old_folders_resume(tmp_path):
 
 def test_speed_settings_pick_per_device_and_obey_the_user():
     auto = speed_settings()
-    picked = lambda s: (s["jit_student"], s["jit_teacher"], s["mixed_precision"])  # noqa: E731
-    if auto["device"] == "cpu":  # no GPU: XLA for the students only, float16 off
-        assert picked(auto) == (True, False, False)
+    picked = lambda s: (s["jit_student"], s["jit_kd"], s["jit_teacher"],  # noqa: E731
+                        s["mixed_precision"])
+    if auto["device"] == "cpu":  # no GPU: XLA for the PSA-only student only, float16 off
+        assert picked(auto) == (True, False, False, False)
     else:
-        assert picked(auto) == (False, False, True)
+        assert picked(auto) == (False, False, False, True)
     assert not speed_settings(steps=12)["jit_student"]  # too short to pay for compiling
-    assert picked(speed_settings(jit="on", mixed_precision="on")) == (True, True, True)
-    assert picked(speed_settings(jit="off", mixed_precision="off")) == (False, False, False)
+    assert picked(speed_settings(jit="on", mixed_precision="on")) == (True, True, True, True)
+    assert picked(speed_settings(jit="off", mixed_precision="off")) == (False,) * 4
     with pytest.raises(ValueError, match="jit must be one of"):
         speed_settings(jit="yes")
     args = parse_args(["--jit", "off", "--mixed-precision", "off"])

@@ -144,7 +144,8 @@ class Run:
                                   kd_reduction=kd_reduction or self.cfg.kd_reduction,
                                   kd_normalize=self.cfg.kd_normalize,
                                   kd_layers=self.cfg.kd_layers or None)
-            jit = self.speed["jit_teacher" if stage == "teacher" else "jit_student"]
+            jit = self.speed["jit_teacher" if stage == "teacher" else
+                             "jit_kd" if teacher is not None else "jit_student"]
             distiller.compile(optimizer=keras.optimizers.Adam(self.cfg.learning_rate),
                               jit_compile=jit)
         # Every stage sees the same training stream (seed), so students differ only by objective.
@@ -275,6 +276,11 @@ class Run:
             files[kind] = path
         return files
 
+    @property
+    def int8_check_clips(self):
+        """Mixtures per SNR of the int8 check: 8, or fewer when the test set is smaller (smoke)."""
+        return min(8, self.cfg.test_clips)
+
     def check_int8(self, key, paths, seed):
         """int8 - float32 of the streaming files, per input SNR (``cfg.test_snrs``), on mixtures
         of the validation split and, with ``int8_check_dirs``, of those real recordings; cached
@@ -294,7 +300,7 @@ class Run:
             float_name = f"{key} float32"
             result = {}
             for name, (speech, noise) in sets.items():
-                pairs = mixtures_by_snr(speech, noise, self.cfg.test_snrs, n_clips=8,
+                pairs = mixtures_by_snr(speech, noise, self.cfg.test_snrs, n_clips=self.int8_check_clips,
                                         seconds=4.0, seed=seed)
                 scores = score_files(files, pairs)
                 gaps = int8_gaps(scores, float_name)
@@ -303,7 +309,8 @@ class Run:
             atomic_write_json(path, result)
             self.timings[f"int8_check_{key}_s"] = round(time.time() - t0, 1)
         for name, check in result.items():
-            _log(f"int8 check {key}, {name} (8 mixtures per SNR, StreamingEnhancer):\n"
+            _log(f"int8 check {key}, {name} ({self.int8_check_clips} mixtures per SNR, "
+                 "StreamingEnhancer):\n"
                  + check["table"])
             for line in check["warnings"]:
                 _log("WARNING: " + line)
@@ -387,7 +394,8 @@ class Run:
                        "title": f"{first['id']} at 0 dB: noisy / two-step KD / clean"}
         checks = {f"{key}, {name}": c for key, sets in self.int8_check.items()
                   for name, c in sets.items()}
-        section = "\n\n".join(f"**{where}** (8 mixtures per input SNR, not the test set)\n\n"
+        clips = self.int8_check_clips
+        section = "\n\n".join(f"**{where}** ({clips} mixtures per input SNR, not the test set)\n\n"
                                 + c["table"] + "".join(f"\n\nWARNING: {w}" for w in c["warnings"])
                                 for where, c in checks.items())
         files = write_report(results, self.out / "report", title="Two-step KD: results",
@@ -435,9 +443,14 @@ def _load_checkpoint(path):
                          f"({type(err).__name__}); give a .keras file from models/") from err
 
 
-def _block_list(text):
-    """``--kd-layers`` value: comma-separated block names (checked by RecipeConfig)."""
+def _comma_list(text):
+    """``--kd-layers`` / ``--int8`` value: comma-separated names (checked by RecipeConfig)."""
     return tuple(n.strip() for n in text.split(",") if n.strip())
+
+
+def _int8_kinds(text):
+    """``--int8`` value: comma-separated kinds, or ``none`` (checked by RecipeConfig)."""
+    return () if text.strip() == "none" else _comma_list(text)
 
 
 def parse_args(argv=None, prog="two_step.py"):
@@ -461,7 +474,7 @@ def parse_args(argv=None, prog="two_step.py"):
                    help="G_tf KD over bins: mean (default) or sum, METHOD.md's literal (1/b^2)·Σ")
     p.add_argument("--kd-normalize", action=argparse.BooleanOptionalAction,
                    help="L2-normalise each Gram row before the difference (default: on)")
-    p.add_argument("--kd-layers", type=_block_list, metavar="NAME,...",
+    p.add_argument("--kd-layers", type=_comma_list, metavar="NAME,...",
                    help="blocks to distil, e.g. enc_1,bottleneck,mask (default: all 9; "
                         "'mask' for --kd-granularity output)")
     p.add_argument("--reset-optimizer", action=argparse.BooleanOptionalAction,
@@ -476,6 +489,9 @@ def parse_args(argv=None, prog="two_step.py"):
                    help="XLA-compile the training step (auto: on without a GPU)")
     p.add_argument("--mixed-precision", default="auto", choices=SPEED_CHOICES,
                    help="float16 compute, float32 variables and losses (auto: on with a GPU)")
+    p.add_argument("--int8", type=_int8_kinds, metavar="KIND,...",
+                   help="int8 streaming files to export: ptq (default), qat, ptq,qat or none "
+                        "(float32 only); QAT fine-tunes the weights (docs/RESULTS.md section 8)")
     p.add_argument("--int8-check-speech", metavar="DIR",
                    help="real speech recordings for the export stage's int8 check (with "
                         "--int8-check-noise): int8 - float32 per input SNR is reported on "
@@ -501,9 +517,13 @@ def open_run(preset, cfg, out, speech_dir=None, noise_dir=None, data_dir=None,
     if config_path.exists():
         # A folder written before a field existed ran with its LEGACY_VALUES.
         previous = {**json.loads(json.dumps(LEGACY_VALUES)), **json.loads(config_path.read_text())}
-        if previous != json.loads(json.dumps(record)):
-            raise ValueError(f"{out} holds a run with another configuration; use a new --out or "
-                             f"delete {out}")
+        now = json.loads(json.dumps(record))
+        if previous != now:
+            fields = ", ".join(f"{k} (there {previous.get(k)!r}, now {now.get(k)!r})"
+                               for k in sorted(set(previous) | set(now))
+                               if previous.get(k) != now.get(k))
+            raise ValueError(f"{out} holds a run with another configuration: {fields}; pass the "
+                             f"same options, use a new --out or delete {out}")
     from tinyse_tf._tf import keras, tf
 
     # Seeds flow from the config; deterministic kernels make two runs give the same metrics.
@@ -514,7 +534,8 @@ def open_run(preset, cfg, out, speech_dir=None, noise_dir=None, data_dir=None,
             int8_check_dirs=int8_check_dirs)
     on_off = {True: "on", False: "off"}
     _log(f"training on {r.speed['device']}: XLA {on_off[r.speed['jit_teacher']]} for the teacher, "
-         f"{on_off[r.speed['jit_student']]} for the students; mixed precision "
+         f"{on_off[r.speed['jit_student']]} for the PSA-only student, "
+         f"{on_off[r.speed['jit_kd']]} for the KD students; mixed precision "
          f"{on_off[r.speed['mixed_precision']]}")
     r.prepare_data()
     if r.is_chief:
@@ -527,7 +548,7 @@ def config_from_args(args):
     return get_preset(args.preset, student=args.student, kd_granularity=args.kd_granularity,
                       seed=args.seed, norm=args.norm, kd_reduction=args.kd_reduction,
                       kd_normalize=args.kd_normalize, kd_layers=args.kd_layers,
-                      reset_optimizer=args.reset_optimizer)
+                      reset_optimizer=args.reset_optimizer, int8=args.int8)
 
 
 def _int8_check_dirs(args):
