@@ -35,8 +35,26 @@ def _same(a, b):
     return all(np.array_equal(u, v) for u, v in zip(a, b))
 
 
-def test_teacher_weights_never_change():
-    d = _distiller(0.5)
+@pytest.fixture(scope="module")
+def kd_distiller():
+    """One KD distiller whose training step is traced once (tracing costs ~25 s on 2 cores) and
+    ``restart(gamma)``: initial student weights, zeroed optimizer state, ``gamma`` set (a variable,
+    so the traced step is reused). Every test that uses it restarts it first."""
+    d = _distiller(1.0)
+    initial = [w.copy() for w in d.student.get_weights()]
+
+    def restart(gamma):
+        d.student.set_weights(initial)
+        for var in d.optimizer.variables():
+            var.assign(tf.zeros_like(var))
+        d.gamma.assign(gamma)
+        return d
+
+    return restart
+
+
+def test_teacher_weights_never_change(kd_distiller):
+    d = kd_distiller(0.5)
     before = [w.copy() for w in d.teacher.get_weights()]
     student_before = [w.copy() for w in d.student.get_weights()]
     d.fit(_dataset(*_data()), epochs=1, verbose=0)
@@ -45,16 +63,17 @@ def test_teacher_weights_never_change():
     assert not d.teacher.trainable
 
 
-def test_step1_ignores_the_clean_target():
+def test_step1_ignores_the_clean_target(kd_distiller):
     noisy, clean = _data()
     garbage = np.random.default_rng(5).uniform(-50, 50, clean.shape).astype(np.float32)
     garbage[:, ::7] = np.nan
     weights = []
     for target in (clean, garbage):
-        d = _distiller(1.0)
+        d = kd_distiller(1.0)
         d.fit(_dataset(noisy, target), epochs=1, verbose=0)
         weights.append(d.student.get_weights())
     assert _same(*weights)
+    assert not _same(weights[0], kd_distiller(1.0).student.get_weights())  # it did train
     assert all(np.isfinite(w).all() for w in weights[0])
 
 
@@ -86,17 +105,16 @@ def test_phase_switch_happens_exactly_at_the_epoch():
     assert kd[0] > 0 and kd[1] > 0 and kd[2] == kd[3] == 0.0  # step 2 skips the teacher
     np.testing.assert_allclose(loss[:2], kd[:2], rtol=1e-6)
     np.testing.assert_allclose(loss[2:], psa[2:], rtol=1e-6)
-
-
-def test_phase_switch_on_resume_uses_epoch_index():
-    d = _distiller(0.3)
+    # A resumed fit (initial_epoch) gets the phase of the epoch index, not of its first epoch.
+    # (The same distiller: its traced step is reused, which keeps this test cheap.)
+    d.gamma.assign(0.3)
     hist = d.fit(_dataset(*_data(n=4)), epochs=4, initial_epoch=2, verbose=0,
                  callbacks=[PhaseSwitch(3)])
     assert hist.history["gamma"] == [1.0, 0.0]
 
 
-def test_phase_switch_can_reset_optimizer():
-    d = _distiller(1.0)
+def test_phase_switch_can_reset_optimizer(kd_distiller):
+    d = kd_distiller(1.0)
     ds = _dataset(*_data())
     d.fit(ds, epochs=1, verbose=0)
     assert int(d.optimizer.iterations.numpy()) == 2
@@ -140,6 +158,8 @@ def _history(distiller, epochs=3):
     return distiller.fit(_dataset(noisy, clean), epochs=epochs, verbose=0).history
 
 
+@pytest.mark.slow  # 225 s on 2 cores (XLA compiles teacher and student steps); the GRU kernel
+# under jit_compile stays in the default run (tests/models/test_gru.py)
 def test_xla_compiled_step_trains_like_the_graph_step():
     """``compile(jit_compile=True)``: the same KD + PSA losses, step after step (XLA only
     reorders float sums)."""
