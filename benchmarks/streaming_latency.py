@@ -75,10 +75,14 @@ def _enhancer(path, threads):
     return StreamingEnhancer(path, num_threads=threads)
 
 
+def _interpreter(se):
+    return se.frame_model._interp if hasattr(se, "frame_model") else se._interp  # older checkout
+
+
 def time_invoke(path, frames, threads):
     se = _enhancer(path, threads)
     se.run_frame(np.ones(80, np.float32))  # sets every input by name
-    interp = se.frame_model._interp if hasattr(se, "frame_model") else se._interp
+    interp = _interpreter(se)
     for _ in range(50):
         interp.invoke()
     ns = []
@@ -87,6 +91,13 @@ def time_invoke(path, frames, threads):
         interp.invoke()
         ns.append(time.perf_counter_ns() - t)
     return _stats(ns)
+
+
+def xnnpack_partitions(path, threads):
+    """How many pieces the XNNPACK delegate runs the graph in (1: the whole graph; each op it has
+    no kernel for, e.g. an int8 RSQRT, splits it and costs a hand-over per frame)."""
+    interp = _interpreter(_enhancer(path, threads))
+    return sum(op["op_name"] == "DELEGATE" for op in interp._get_ops_details())
 
 
 def time_hops(path, frames, threads, audio):
@@ -155,6 +166,7 @@ def run(presets, frames, threads, keep=None):
                 "parameters": int(model.count_params()), "macs_per_frame": macs_per_frame(preset),
                 "size_kib": round(path.stat().st_size / 1024, 1), "frames_timed": n,
                 "invoke": inv, "hop": hop, "file_hop": file_hop,
+                "xnnpack_partitions": xnnpack_partitions(path, threads),
                 "invoke_fraction_of_hop": inv["median_us"] / HOP_US,
                 "rtf": hop["median_us"] / HOP_US, "export_s": round(export_s, 1)})
     return {"machine": {"platform": platform.platform(), "processor": platform.processor(),
@@ -216,13 +228,14 @@ def compare(current, baseline) -> dict:
 
 def table(report) -> str:
     head = ("preset", "dtype", "params", "MMACs/frame", "KiB", "invoke med us", "invoke p99 us",
-            "hop med us", "hop p99 us", "file us/hop", "RTF", "invoke/16ms")
+            "hop med us", "hop p99 us", "file us/hop", "RTF", "invoke/16ms", "XNNPACK parts")
     file_us = lambda r: f"{r['file_hop']['median_us']:.1f}" if "file_hop" in r else "-"
     rows = [(r["preset"], r["dtype"], f"{r['parameters']:,}", f"{r['macs_per_frame'] / 1e6:.3f}",
              f"{r['size_kib']:.0f}", f"{r['invoke']['median_us']:.1f}",
              f"{r['invoke']['p99_us']:.1f}", f"{r['hop']['median_us']:.1f}",
              f"{r['hop']['p99_us']:.1f}", file_us(r), f"{r['rtf']:.4f}",
-             f"{100 * r['invoke_fraction_of_hop']:.2f} %") for r in report["results"]]
+             f"{100 * r['invoke_fraction_of_hop']:.2f} %", str(r.get("xnnpack_partitions", "-")))
+            for r in report["results"]]
     w = [max(len(x) for x in col) for col in zip(head, *rows)]
     fmt = lambda cells: "| " + " | ".join(c.rjust(n) for c, n in zip(cells, w)) + " |"
     return "\n".join([fmt(head), "|" + "|".join("-" * (n + 2) for n in w) + "|"]
