@@ -1,7 +1,7 @@
 """Training-step speed, side by side: old code vs this tree, graph vs XLA, and the input pipeline.
 
     python benchmarks/training_step.py                                  # this tree only
-    git worktree add ../base e14abf7                                    # the code to compare with
+    git worktree add ../base fc2d6f1                                    # the code to compare with
     python benchmarks/training_step.py --baseline ../base --rounds 3    # old vs new in one run
     python benchmarks/training_step.py --batch-size 32 --variants graph,xla   # e.g. on a GPU
 
