@@ -1,0 +1,168 @@
+"""Streaming models against a classical enhancer, side by side on real recordings.
+
+    pip install -e '.[bench]'   # logmmse, the classical enhancer (MIT; not needed otherwise)
+    python benchmarks/vs_classical.py runs/demo/export/two_step_stream_int8_ptq.tflite \
+        runs/demo/export/student_stream_float32.tflite [--clips 25] [--json OUT.json]
+
+Every enhancer gets the same noisy mixtures: speech and noise recordings (default: the *test*
+split of ../shared/audio, which no recipe trains on), ``--clips`` draws of a 4 s speech clip and
+a noise clip, each mixed at every ``--snrs`` value (energy SNR), preceded by ``--lead-in`` seconds
+of the noise alone (default 1 s: a classical enhancer estimates the noise from the first frames, as
+a device stream starting before anyone speaks allows; with 0 it starts on speech and log-MMSE
+makes most mixtures worse). Enhancers:
+
+* each ``.tflite`` file given, through ``StreamingEnhancer`` (frame by frame, as a device runs it);
+* ``log-MMSE``: Ephraim-Malah log-spectral-amplitude MMSE from the ``logmmse`` package (its
+  defaults: noise from the first 6 frames, then updated in frames a VAD calls noise).
+
+Prints a markdown table and JSON (stdout or ``--json``): per enhancer and SNR the mean
+improvement over the noisy input in SI-SDR (dB), PESQ-WB and eSTOI (points), with its standard
+error over clips, and the CPU time per 16 ms of audio (one thread, the whole enhancement of a clip
+divided by its hops; the .tflite files' figure includes the STFT/mel/mask numpy path).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from tinyse_tf.constants import HOP, SAMPLE_RATE  # noqa: E402
+
+SHARED_AUDIO = Path(__file__).resolve().parents[2] / "shared" / "audio"
+METRICS = ("si_sdr", "pesq", "estoi")
+
+
+def log_mmse():
+    """``audio [n] -> [n]`` with the ``logmmse`` package, or SystemExit naming the install."""
+    try:
+        import logmmse
+    except ImportError:
+        raise SystemExit("vs_classical.py: error: the classical enhancer needs the logmmse "
+                         "package: pip install -e '.[bench]' (or pip install logmmse)") from None
+    np.seterr(all="warn")  # logmmse sets numpy to raise on any floating-point warning
+
+    def enhance(audio):
+        # float32 in: its float64 path returns a tuple (logmmse 1.5, utils.from_float)
+        out = np.asarray(logmmse.logmmse(np.asarray(audio, np.float32), SAMPLE_RATE), np.float32)
+        return np.pad(out, (0, max(0, audio.size - out.size)))[:audio.size]
+
+    return enhance
+
+
+def streaming(path):
+    from tinyse_tf.runtime import StreamingEnhancer
+
+    return StreamingEnhancer(path).enhance  # aligned with the input, as long as it
+
+
+def scores(clean, audio):
+    from tinyse_tf.evaluation.metrics import estoi, pesq_wb, si_sdr
+
+    return {"si_sdr": si_sdr(clean, audio), "pesq": pesq_wb(clean, audio),
+            "estoi": estoi(clean, audio)}
+
+
+def with_lead_in(pairs_by_snr, seconds):
+    """The mixtures with their first ``seconds`` made noise only (the clean signal zeroed there):
+    the noise level is unchanged, so the SNR of the speech part stays the one asked for."""
+    n = int(seconds * SAMPLE_RATE)
+    out = {}
+    for snr, pairs in pairs_by_snr.items():
+        out[snr] = []
+        for noisy, clean in pairs:
+            quiet = clean.copy()
+            quiet[:n] = 0.0
+            out[snr].append((noisy - clean + quiet, quiet))
+    return out
+
+
+def run(enhancers, pairs_by_snr):
+    """``{name: {snr: {metric: {"mean", "se"}, "us_per_frame": float}}}``: improvement over the
+    noisy input per clip, averaged per SNR."""
+    noisy = {snr: [scores(c, n) for n, c in pairs] for snr, pairs in pairs_by_snr.items()}
+    out = {}
+    for name, enhance in enhancers.items():
+        out[name] = {}
+        for snr, pairs in pairs_by_snr.items():
+            deltas, seconds, hops = {m: [] for m in METRICS}, 0.0, 0
+            for (mix, clean), ref in zip(pairs, noisy[snr]):
+                t = time.process_time()
+                enhanced = enhance(mix)
+                seconds += time.process_time() - t
+                hops += -(-mix.size // HOP)
+                got = scores(clean, enhanced)
+                for m in METRICS:
+                    deltas[m].append(got[m] - ref[m])
+            out[name][snr] = {m: {"mean": float(np.nanmean(v)),
+                                  "se": float(np.nanstd(v) / np.sqrt(np.sum(np.isfinite(v))))}
+                              for m, v in deltas.items()}
+            out[name][snr]["us_per_frame"] = 1e6 * seconds / hops
+        print(f"scored {name}", file=sys.stderr)
+    return out
+
+
+def table(results, snrs) -> str:
+    head = ["enhancer"] + [f"{label} {snr:g} dB" for label in ("ΔSI-SDR", "ΔPESQ", "ΔeSTOI")
+                           for snr in snrs] + ["µs / 16 ms"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for name, per_snr in results.items():
+        cells = [f"{per_snr[s][m]['mean']:+.2f}" for m in METRICS for s in snrs]
+        us = np.mean([per_snr[s]["us_per_frame"] for s in snrs])
+        lines.append("| " + " | ".join([name, *cells, f"{us:.0f}"]) + " |")
+    return "\n".join(lines)
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("models", nargs="*", help="streaming .tflite files (exported by the recipe or "
+                                             "`tinyse export`)")
+    p.add_argument("--speech", default=str(SHARED_AUDIO / "speech" / "test"))
+    p.add_argument("--noise", default=str(SHARED_AUDIO / "noise" / "test"))
+    p.add_argument("--clips", type=int, default=25, help="mixtures per SNR")
+    p.add_argument("--snrs", type=float, nargs="+", default=[-5.0, 0.0, 5.0])
+    p.add_argument("--seconds", type=float, default=4.0, help="speech per mixture")
+    p.add_argument("--lead-in", type=float, default=1.0, help="seconds of noise alone first")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--json", help="write the JSON here instead of stdout")
+    args = p.parse_args(argv)
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    from tinyse_tf.data import list_audio
+    from tinyse_tf.export.fidelity import mixtures_by_snr
+
+    for path in args.models:
+        if not Path(path).is_file() or not path.endswith(".tflite"):
+            p.error(f"{path}: not a .tflite file; give streaming files from an export folder")
+    enhancers = {"log-MMSE (logmmse)": log_mmse()}
+    enhancers.update({Path(m).stem: streaming(m) for m in args.models})
+    try:
+        speech, noise = list_audio(args.speech), list_audio(args.noise)
+    except Exception as err:  # noqa: BLE001 - report the folder in one line
+        p.error(f"{err}")
+    pairs = with_lead_in(mixtures_by_snr(speech, noise, args.snrs, args.clips,
+                                         seconds=args.lead_in + args.seconds, seed=args.seed),
+                         args.lead_in)
+    results = run(enhancers, pairs)
+    report = {"machine": {"platform": platform.platform(), "processor": platform.processor(),
+                          "cpus": os.cpu_count(), "python": platform.python_version()},
+              "speech": args.speech, "noise": args.noise, "clips_per_snr": args.clips,
+              "seconds": args.seconds, "lead_in_s": args.lead_in, "seed": args.seed, "results": {n: {f"{s:g}": v for s, v in r.items()}
+                                             for n, r in results.items()}}
+    print(table(results, args.snrs))
+    text = json.dumps(report, indent=2)
+    if args.json:
+        Path(args.json).write_text(text + "\n")
+    else:
+        print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
