@@ -100,7 +100,7 @@ PRESETS = {
                           validation_steps=1, teacher_epochs=2, student_epochs=4, step1_epochs=1,
                           test_clips=2, test_clip_seconds=2.0, qat_steps=3,
                           metrics=("si_sdr", "sdr", "pesq", "estoi")),
-    # The default: the whole method on the built-in corpus in under 30 minutes on 2 CPU cores.
+    # The default: the whole method on the built-in corpus in about 30 minutes on 2 idle CPU cores (README).
     "demo": RecipeConfig(),
     # The paper's schedule (METHOD.md section 4): for a GPU and DNS Challenge folders.
     "paper": RecipeConfig(clip_seconds=2.0, batch_size=32, steps_per_epoch=5000,

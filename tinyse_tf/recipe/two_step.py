@@ -459,7 +459,7 @@ def parse_args(argv=None, prog="two_step.py"):
         description="Train teacher, baseline student, one-step and two-step KD students on the "
                     "same data and initialisation, evaluate them and write a report.")
     p.add_argument("--preset", default="demo", choices=sorted(PRESETS),
-                   help="smoke (CI, ~2 min), demo (default, <30 min on 2 CPU cores), paper (GPU)")
+                   help="smoke (CI, ~2 min), demo (default, ~30 min on 2 CPU cores), paper (GPU)")
     p.add_argument("--out", help="run folder (default runs/<preset>)")
     p.add_argument("--speech-dir", help="folder tree of clean speech wav/flac (default: built-in)")
     p.add_argument("--noise-dir", help="folder tree of noise wav/flac (default: built-in)")
