@@ -174,6 +174,27 @@ def test_summary_tables_match_the_eval_files(grid):
     assert (base / "summary" / "gain_vs_snr.png").read_bytes()[:4] == b"\x89PNG"
 
 
+def test_grid_extends_a_folder_whatever_int8_its_recipe_exported(tmp_path):
+    """The grid never reads cfg.int8 (each condition has its own), so it adopts the folder's:
+    a folder written when the recipe exported PTQ and QAT by default is not refused."""
+    import dataclasses
+
+    from tinyse_tf.recipe.experiments import folder_int8
+    from tinyse_tf.recipe.presets import get_preset
+    from tinyse_tf.recipe.two_step import open_run
+
+    out, data = tmp_path / "run", tmp_path / "data"
+    assert folder_int8(out, ("ptq",)) == ("ptq",)  # no folder yet
+    old = get_preset("smoke", int8=("ptq", "qat"))
+    open_run("smoke", old, out, data_dir=data, verbose=0)
+    now = get_preset("smoke")
+    assert now.int8 == ("ptq",) and folder_int8(out, now.int8) == ("ptq", "qat")
+    open_run("smoke", dataclasses.replace(now, int8=folder_int8(out, now.int8)), out,
+             data_dir=data, verbose=0)  # resumes: same record
+    (out / "config.json").write_text("{not json")
+    assert folder_int8(out, ("ptq",)) == ("ptq",)
+
+
 def test_bad_arguments_give_one_line(tmp_path):
     for args in (("tabel3", "--out", str(tmp_path / "o")),
                  ("step1", "--out", str(tmp_path / "o"), "--shard", "2/2")):

@@ -29,6 +29,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import pathlib
 import sys
 import time
 
@@ -206,6 +207,17 @@ def parse_args(argv=None):
     return p.parse_args(argv)
 
 
+def folder_int8(out, default: tuple) -> tuple:
+    """The ``int8`` recorded in ``out/config.json`` (``default`` when there is none): the grid
+    exports each condition's own kinds (``Condition.int8``) and never reads ``cfg.int8``, so it
+    takes the folder's value and extends a recipe folder whatever the recipe's default was."""
+    path = pathlib.Path(out) / "config.json"
+    try:
+        return tuple(json.loads(path.read_text()).get("int8", default))
+    except (OSError, ValueError, TypeError, AttributeError):
+        return default  # no folder yet, or a broken one: open_run says what is wrong with it
+
+
 def main(argv=None) -> int:
     from tinyse_tf.data import AudioError, DataError
     from tinyse_tf.recipe.two_step import _log, open_run
@@ -214,6 +226,7 @@ def main(argv=None) -> int:
     try:
         cfg = get_preset(args.preset, teacher_epochs=args.teacher_epochs,
                          test_clips=args.test_clips)
+        cfg = dataclasses.replace(cfg, int8=folder_int8(args.out, cfg.int8))
         index, _, count = args.shard.partition("/")
         if not (index.isdigit() and count.isdigit() and int(index) < int(count)):
             raise ValueError(f"--shard {args.shard!r}: give I/N with 0 <= I < N, e.g. 1/2")
