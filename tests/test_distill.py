@@ -93,8 +93,8 @@ def test_clean_target_matters_when_gamma_below_one():
     assert _same(_gradients(d, noisy, clean), _gradients(d, noisy, garbage))
 
 
-def test_phase_switch_happens_exactly_at_the_epoch():
-    d = _distiller(0.3)
+def test_phase_switch_happens_exactly_at_the_epoch(kd_distiller):
+    d = kd_distiller(0.3)
     seen = []
     probe = keras.callbacks.LambdaCallback(
         on_train_batch_begin=lambda batch, logs: seen.append(float(d.gamma.numpy())))
