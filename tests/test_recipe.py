@@ -123,6 +123,9 @@ def test_rerun_skips_finished_stages(smoke_run):
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert proc.stdout.count("done already") == 4
     assert "Epoch" not in proc.stdout
+    timings = json.loads((out / "timings.json").read_text())  # the first run's stage times kept
+    assert {"train_teacher_s", "train_two_step_s", "export_two_step_s"} <= set(timings)
+    assert timings["total_s"] < sum(v for k, v in timings.items() if k != "total_s")  # rerun's
 
 
 @pytest.mark.parametrize("flags", [("--seed", "5"), ("--kd-reduction", "sum"),

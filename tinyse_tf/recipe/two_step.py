@@ -73,7 +73,9 @@ class Run:
         self.teacher_checkpoint = teacher_checkpoint
         self.verbose = verbose
         self.models_dir = self.out / "models"
-        self.timings = {}
+        # Seconds per stage, kept from earlier invocations in this folder: a resumed or repeated
+        # run skips finished stages, and timings.json / the report still show what they took.
+        self.timings = _stage_timings(self.out / "timings.json")
         self.edgetpu = {}  # .tflite name -> Edge TPU check (and compiler) result
         # (speech files, noise files) of real recordings for the int8 check, besides the
         # validation split; execution only, like the speed settings. Listed (and checked) now,
@@ -441,6 +443,15 @@ def _load_checkpoint(path):
     except Exception as err:  # Keras raises many types for a bad file; report one line
         raise ValueError(f"--teacher-checkpoint {path}: not a loadable Keras model "
                          f"({type(err).__name__}); give a .keras file from models/") from err
+
+
+def _stage_timings(path) -> dict:
+    """The per-stage seconds of an earlier ``timings.json`` (not its ``total_s``); {} if none."""
+    try:
+        return {k: v for k, v in json.loads(pathlib.Path(path).read_text()).items()
+                if k != "total_s"}
+    except (OSError, ValueError, AttributeError):
+        return {}
 
 
 def _comma_list(text):
