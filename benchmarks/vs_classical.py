@@ -17,8 +17,9 @@ makes most mixtures worse). Enhancers:
 
 Prints a markdown table and JSON (stdout or ``--json``): per enhancer and SNR the mean
 improvement over the noisy input in SI-SDR (dB), PESQ-WB and eSTOI (points), with its standard
-error over clips, and the CPU time per 16 ms of audio (one thread, the whole enhancement of a clip
-divided by its hops; the .tflite files' figure includes the STFT/mel/mask numpy path).
+error over clips, and the CPU time per 16 ms of audio (one thread, the enhancement of all clips
+divided by their hops; the .tflite files' figure includes the STFT/mel/mask numpy
+path).
 """
 from __future__ import annotations
 
@@ -63,13 +64,6 @@ def streaming(path):
     return StreamingEnhancer(path).enhance  # aligned with the input, as long as it
 
 
-def scores(clean, audio):
-    from tinyse_tf.evaluation.metrics import estoi, pesq_wb, si_sdr
-
-    return {"si_sdr": si_sdr(clean, audio), "pesq": pesq_wb(clean, audio),
-            "estoi": estoi(clean, audio)}
-
-
 def with_lead_in(pairs_by_snr, seconds):
     """The mixtures with their first ``seconds`` made noise only (the clean signal zeroed there):
     the noise level is unchanged, so the SNR of the speech part stays the one asked for."""
@@ -84,28 +78,34 @@ def with_lead_in(pairs_by_snr, seconds):
     return out
 
 
+class Timed:
+    """``enhance`` that adds up the CPU time and the 16 ms hops it was given."""
+
+    def __init__(self, enhance):
+        self.enhance, self.seconds, self.hops = enhance, 0.0, 0
+
+    def __call__(self, audio):
+        t = time.process_time()
+        out = self.enhance(audio)
+        self.seconds += time.process_time() - t
+        self.hops += -(-audio.size // HOP)
+        return out
+
+
 def run(enhancers, pairs_by_snr):
     """``{name: {snr: {metric: {"mean", "se"}, "us_per_frame": float}}}``: improvement over the
-    noisy input per clip, averaged per SNR."""
-    noisy = {snr: [scores(c, n) for n, c in pairs] for snr, pairs in pairs_by_snr.items()}
+    noisy input per clip (``fidelity.score_enhancers``), averaged per SNR; CPU time per hop
+    over all SNRs."""
+    from tinyse_tf.export.fidelity import score_enhancers
+
+    timed = {name: Timed(enhance) for name, enhance in enhancers.items()}
     out = {}
-    for name, enhance in enhancers.items():
-        out[name] = {}
-        for snr, pairs in pairs_by_snr.items():
-            deltas, seconds, hops = {m: [] for m in METRICS}, 0.0, 0
-            for (mix, clean), ref in zip(pairs, noisy[snr]):
-                t = time.process_time()
-                enhanced = enhance(mix)
-                seconds += time.process_time() - t
-                hops += -(-mix.size // HOP)
-                got = scores(clean, enhanced)
-                for m in METRICS:
-                    deltas[m].append(got[m] - ref[m])
-            out[name][snr] = {m: {"mean": float(np.nanmean(v)),
+    for name, per_snr in score_enhancers(timed, pairs_by_snr, METRICS).items():
+        us = 1e6 * timed[name].seconds / timed[name].hops
+        out[name] = {snr: {**{m: {"mean": float(np.nanmean(v)),
                                   "se": float(np.nanstd(v) / np.sqrt(np.sum(np.isfinite(v))))}
-                              for m, v in deltas.items()}
-            out[name][snr]["us_per_frame"] = 1e6 * seconds / hops
-        print(f"scored {name}", file=sys.stderr)
+                              for m, v in deltas.items()}, "us_per_frame": us}
+                     for snr, deltas in per_snr.items()}
     return out
 
 
@@ -115,7 +115,7 @@ def table(results, snrs) -> str:
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for name, per_snr in results.items():
         cells = [f"{per_snr[s][m]['mean']:+.2f}" for m in METRICS for s in snrs]
-        us = np.mean([per_snr[s]["us_per_frame"] for s in snrs])
+        us = per_snr[snrs[0]]["us_per_frame"]
         lines.append("| " + " | ".join([name, *cells, f"{us:.0f}"]) + " |")
     return "\n".join(lines)
 

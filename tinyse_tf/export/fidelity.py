@@ -31,32 +31,46 @@ def mixtures_by_snr(speech, noise, snrs=(-5, 0, 5), n_clips: int = 8, seconds: f
             for snr in snrs}
 
 
+def score_enhancers(enhancers: Mapping[str, object], pairs_by_snr: Mapping[float, Sequence],
+                    metrics: Sequence[str] = FIDELITY_METRICS) -> dict:
+    """Improvement over the noisy input of every enhancer on every clip.
+
+    Args:
+        enhancers: ``{name: enhance}``, ``enhance(noisy [n]) -> [n]`` aligned with its input.
+        pairs_by_snr: from ``mixtures_by_snr``.
+        metrics: from ``si_sdr``, ``estoi`` (points), ``pesq`` (PESQ-WB).
+    Returns:
+        ``{name: {snr: {metric: [improvement per clip]}}}``.
+    """
+    from tinyse_tf.evaluation.metrics import estoi, pesq_wb, si_sdr
+
+    fns = {"si_sdr": si_sdr, "estoi": estoi, "pesq": pesq_wb}
+    score = lambda clean, audio: {m: fns[m](clean, audio) for m in metrics}  # noqa: E731
+    noisy_scores = {snr: [score(c, n) for n, c in pairs] for snr, pairs in pairs_by_snr.items()}
+    out = {}
+    for name, enhance in enhancers.items():
+        per_snr = {}
+        for snr, pairs in pairs_by_snr.items():
+            rows = [score(clean, enhance(noisy)) for noisy, clean in pairs]
+            per_snr[snr] = {m: [r[m] - ref[m] for r, ref in zip(rows, noisy_scores[snr])]
+                            for m in metrics}
+        out[name] = per_snr
+    return out
+
+
 def score_files(files: Mapping[str, object], pairs_by_snr: Mapping[float, Sequence]) -> dict:
-    """Improvement over the noisy input of every file on every clip.
+    """``score_enhancers`` of streaming files, each through ``StreamingEnhancer`` (every clip a
+    new stream), on SI-SDR and eSTOI.
 
     Args:
         files: ``{name: streaming .tflite path}``.
-        pairs_by_snr: from ``mixtures_by_snr``.
     Returns:
         ``{name: {snr: {"si_sdr": [dB per clip], "estoi": [points per clip]}}}``.
     """
-    from tinyse_tf.evaluation.metrics import estoi, si_sdr
     from tinyse_tf.runtime import StreamingEnhancer
 
-    noisy_scores = {snr: [(si_sdr(c, n), estoi(c, n)) for n, c in pairs]
-                    for snr, pairs in pairs_by_snr.items()}
-    out = {}
-    for name, path in files.items():
-        enhancer = StreamingEnhancer(path)
-        per_snr = {}
-        for snr, pairs in pairs_by_snr.items():
-            rows = []
-            for (noisy, clean), (n_sdr, n_stoi) in zip(pairs, noisy_scores[snr]):
-                enhanced = enhancer.enhance(noisy)  # enhance() starts a new stream
-                rows.append((si_sdr(clean, enhanced) - n_sdr, estoi(clean, enhanced) - n_stoi))
-            per_snr[snr] = {"si_sdr": [r[0] for r in rows], "estoi": [r[1] for r in rows]}
-        out[name] = per_snr
-    return out
+    return score_enhancers({name: StreamingEnhancer(path).enhance for name, path in files.items()},
+                           pairs_by_snr)
 
 
 def int8_gaps(scores: Mapping, float_name: str) -> dict:

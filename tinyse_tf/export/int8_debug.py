@@ -81,7 +81,6 @@ def tensor_errors(float_path, int8_path, audios) -> list[TensorError]:
         one ``TensorError`` per quantized tensor whose name the float file also has.
     """
     from tinyse_tf.runtime import signal_features
-
     from tinyse_tf.runtime.tflite import named_ports
 
     f, q = _interpreter(float_path), _interpreter(int8_path)

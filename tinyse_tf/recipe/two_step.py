@@ -302,8 +302,8 @@ class Run:
             float_name = f"{key} float32"
             result = {}
             for name, (speech, noise) in sets.items():
-                pairs = mixtures_by_snr(speech, noise, self.cfg.test_snrs, n_clips=self.int8_check_clips,
-                                        seconds=4.0, seed=seed)
+                pairs = mixtures_by_snr(speech, noise, self.cfg.test_snrs,
+                                        n_clips=self.int8_check_clips, seconds=4.0, seed=seed)
                 scores = score_files(files, pairs)
                 gaps = int8_gaps(scores, float_name)
                 result[name] = {"table": gap_table(scores, float_name), "gaps": gaps,
