@@ -9,7 +9,7 @@ variable. Schedules:
   before ``switch_epoch`` and gamma = 0 (PSA only, the teacher is not run) from it on.
 """
 from tinyse_tf._tf import keras, tf
-from tinyse_tf.features import analyze, stft
+from tinyse_tf.features import analyze, stft, synthesize
 from tinyse_tf.losses import GRANULARITIES, psa_mel_loss, similarity_kd_loss
 from tinyse_tf.models.cruse import BLOCK_NAMES, block_outputs_model
 
@@ -30,7 +30,8 @@ class Distiller(keras.Model):
     Data:
         ``fit`` takes ``(noisy, clean)`` float32 audio batches [b, n] at 16 kHz.
     Logs:
-        ``loss``, ``kd_loss``, ``psa_loss`` (epoch means) and ``gamma``.
+        ``loss``, ``kd_loss``, ``psa_loss`` (epoch means) and ``gamma``; on validation data also
+        ``si_sdr``, the mean SI-SDR (dB) of the enhanced signals (mask applied, inverse STFT).
     Speed options (``compile``):
         ``jit_compile=True`` compiles the whole train step with XLA; under a
         ``mixed_float16`` Keras policy (set before the models are built) the layers compute in
@@ -65,10 +66,11 @@ class Distiller(keras.Model):
             self._teacher_blocks = block_outputs_model(teacher)
         self.gamma = tf.Variable(float(gamma), trainable=False, dtype=tf.float32, name="gamma")
         self._trackers = {n: keras.metrics.Mean(name=n) for n in ("loss", "kd_loss", "psa_loss")}
+        self._si_sdr = keras.metrics.Mean(name="si_sdr")  # validation only
 
     @property
     def metrics(self):
-        return list(self._trackers.values())
+        return list(self._trackers.values()) + [self._si_sdr]
 
     def call(self, features, training=False):
         """The student's mask: features [b, t, 80, 1] -> mask [b, t, 80, 1]."""
@@ -97,7 +99,7 @@ class Distiller(keras.Model):
                        lambda: gamma * kd + (1.0 - gamma) * psa_mel_loss(clean_spec, noisy_spec, mask))
         # Logged in every phase, outside the gradient.
         psa = psa_mel_loss(clean_spec, noisy_spec, tf.stop_gradient(mask))
-        return loss, kd, psa
+        return loss, kd, psa, (noisy_spec, mask)
 
     def _record(self, loss, kd, psa):
         for name, value in (("loss", loss), ("kd_loss", kd), ("psa_loss", psa)):
@@ -108,7 +110,7 @@ class Distiller(keras.Model):
         replicas = tf.distribute.get_strategy().num_replicas_in_sync
         scaling = isinstance(self.optimizer, keras.mixed_precision.LossScaleOptimizer)
         with tf.GradientTape() as tape:
-            loss, kd, psa = self._compute_losses(data, training=True)
+            loss, kd, psa, _ = self._compute_losses(data, training=True)
             scaled = loss / replicas
             if scaling:  # mixed precision: keep float16 gradients from underflowing
                 scaled = self.optimizer.get_scaled_loss(scaled)
@@ -120,7 +122,23 @@ class Distiller(keras.Model):
         return self._record(loss, kd, psa)
 
     def test_step(self, data):
-        return self._record(*self._compute_losses(data, training=False))
+        loss, kd, psa, (noisy_spec, mask) = self._compute_losses(data, training=False)
+        clean = data[1]
+        self._si_sdr.update_state(si_sdr(clean, synthesize(noisy_spec, mask, tf.shape(clean)[-1])))
+        return {**self._record(loss, kd, psa), "si_sdr": self._si_sdr.result()}
+
+
+def si_sdr(reference, estimate, floor_db=-50.0):
+    """Scale-invariant SDR in dB per example: float32 [b, n] twice -> [b] (at least ``floor_db``;
+    the training-time estimate beside :func:`tinyse_tf.evaluation.si_sdr`, which scores files)."""
+    reference, estimate = tf.cast(reference, tf.float32), tf.cast(estimate, tf.float32)
+    eps = 1e-8
+    alpha = (tf.reduce_sum(estimate * reference, -1, keepdims=True)
+             / (tf.reduce_sum(reference * reference, -1, keepdims=True) + eps))
+    target = alpha * reference
+    ratio = (tf.reduce_sum(target * target, -1) + eps) / (
+        tf.reduce_sum(tf.square(estimate - target), -1) + eps)
+    return tf.maximum(10.0 * tf.math.log(ratio) / tf.math.log(10.0), floor_db)
 
 
 def _float32(tensors):

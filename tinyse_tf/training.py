@@ -11,6 +11,7 @@ import os
 import pathlib
 
 from tinyse_tf._tf import keras, tf
+from tinyse_tf.atomic import atomic_path, atomic_write_json
 
 STRATEGIES = ("default", "mirrored", "multiworker")
 
@@ -57,6 +58,34 @@ class _EpochCheckpoint(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         self.epoch_var.assign(epoch + 1)
         self.manager.save(checkpoint_number=epoch + 1)
+
+
+class KeepBest(keras.callbacks.Callback):
+    """Keeps the weights of the epoch with the highest ``monitor`` (from ``first_epoch`` on,
+    0-based) in ``<workdir>/best.h5``, with ``best.json`` ({"epoch": 1-based, monitor: value});
+    reads ``best.json`` back, so a resumed stage keeps comparing against the best so far."""
+
+    def __init__(self, model, workdir, monitor="val_si_sdr", first_epoch=0, write=True):
+        super().__init__()
+        self.target, self.monitor, self.first_epoch, self.write = model, monitor, first_epoch, write
+        self.path = pathlib.Path(workdir) / "best.h5"
+        self.record_path = self.path.with_name("best.json")
+        self.best = json.loads(self.record_path.read_text()) if self.record_path.exists() else None
+
+    def on_epoch_end(self, epoch, logs=None):
+        value = (logs or {}).get(self.monitor)
+        if value is None:
+            raise ValueError(f"KeepBest: no {self.monitor!r} in the epoch's logs; give "
+                             "validation data")
+        value = float(value)
+        if epoch < self.first_epoch or (self.best and value <= self.best[self.monitor]):
+            return
+        self.best = {"epoch": epoch + 1, self.monitor: value}
+        if self.write:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            with atomic_path(self.path) as tmp:
+                self.target.save_weights(tmp)
+            atomic_write_json(self.record_path, self.best)
 
 
 def _restore(checkpoint, manager, log):

@@ -47,9 +47,13 @@ def mix_np(clean: np.ndarray, noise: np.ndarray, snr_db: float, level_db: float,
     return (noisy * gain).astype(np.float32), (clean * gain).astype(np.float32)
 
 
-def mix_tf(clean, noise, snr_db, level_db, peak: float = PEAK):
+def mix_tf(clean, noise, snr_db, level_db, peak: float = PEAK, target=None):
     """TensorFlow version of :func:`mix_np`, for one clip (float32 ``[n]``, scalar dB) or a batch
-    (``[batch, n]``, dB ``[batch]``): every formula runs over the last axis."""
+    (``[batch, n]``, dB ``[batch]``): every formula runs over the last axis.
+
+    ``target`` (same shape as ``clean``; default ``clean``) is what is returned as the clean
+    signal, scaled by the same gain: augmented data mixes reverberant speech and returns its
+    early part (:mod:`tinyse_tf.data.augment`). The SNR is that of ``clean`` in the mixture."""
     from tinyse_tf._tf import tf
 
     def total(x, reduce=tf.reduce_sum):
@@ -63,7 +67,8 @@ def mix_tf(clean, noise, snr_db, level_db, peak: float = PEAK):
     noisy = clean + g_noise * noise
     gain = tf.pow(10.0, level_db / 20.0) / (tf.sqrt(total(tf.square(noisy), tf.reduce_mean))
                                             + _EPS)
-    top = tf.maximum(total(tf.abs(noisy), tf.reduce_max), total(tf.abs(clean), tf.reduce_max))
+    target = clean if target is None else target
+    top = tf.maximum(total(tf.abs(noisy), tf.reduce_max), total(tf.abs(target), tf.reduce_max))
     top = top * gain
     gain = tf.where(top > peak, gain * peak / top, gain)
-    return noisy * gain, clean * gain
+    return noisy * gain, target * gain

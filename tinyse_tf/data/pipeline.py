@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from tinyse_tf.constants import SAMPLE_RATE
 from tinyse_tf.data.audio_io import DataError
+from tinyse_tf.data.augment import augment_batch
 from tinyse_tf.data.mixing import mix_tf
 from tinyse_tf.data.shards import Shards
 
@@ -26,7 +27,8 @@ NOISE_USES = 4
 
 def mixture_dataset(speech: Shards, noise: Shards, clip_seconds: float = 2.0,
                     batch_size: int = 16, snr_range=(-5.0, 15.0), level_range_db=(-35.0, -15.0),
-                    seed: int = 0, repeat: bool = True, input_context=None):
+                    seed: int = 0, repeat: bool = True, input_context=None, extra=None,
+                    augmentation=None):
     """Batches of ``(noisy, clean)`` mixed on the fly from prepared shards.
 
     Each example: the next speech utterance of the stream (each once per pass), a random crop
@@ -52,6 +54,12 @@ def mixture_dataset(speech: Shards, noise: Shards, clip_seconds: float = 2.0,
             this worker reads every ``num_input_pipelines``-th speech shard from
             ``input_pipeline_id`` (all of them if there are fewer shards than workers) and draws
             its own random numbers; the dataset is then marked not to be auto-sharded again.
+        extra: ``(speech, noise, weight)``, shards of a second source (e.g. the built-in corpus
+            beside real recordings): each speech clip, and independently each noise clip, comes
+            from it with probability ``weight`` (a seeded draw per clip). Endless streams only.
+        augmentation: a :class:`~tinyse_tf.data.augment.Augmentation` (reverberation, EQ,
+            band-limiting) applied to each batch before mixing; the clean output is then the
+            early-reverberation target. Endless streams only (a validation set stays clean).
 
     Returns:
         ``tf.data.Dataset`` of ``(noisy, clean)``, each float32 ``[batch, clip_samples]`` with
@@ -85,18 +93,40 @@ def mixture_dataset(speech: Shards, noise: Shards, clip_seconds: float = 2.0,
     snr_lo, snr_hi = float(snr_range[0]), float(snr_range[1])
     lvl_lo, lvl_hi = float(level_range_db[0]), float(level_range_db[1])
 
+    if (extra is not None or augmentation is not None) and not repeat:
+        raise ValueError("extra sources and augmentation are for endless training streams "
+                         "(repeat=True)")
+    augment = augmentation is not None and augmentation.active
+
     def mix(index, clean, noise):  # a batch: int16 [b, clip] each
         seeds = tf.random.experimental.stateless_split(fold(fold(key, 0), index), num=2)
         size = tf.shape(clean)[:1]
+        clean, noise = _to_float(clean), _to_float(noise)
+        target = None
+        if augment:
+            clean, target, noise = augment_batch(clean, noise, fold(fold(key, 3), index),
+                                                 augmentation)
         snr = tf.random.stateless_uniform(size, seeds[0], snr_lo, snr_hi) if snr_hi > snr_lo \
             else tf.fill(size, snr_lo)
         level = tf.random.stateless_uniform(size, seeds[1], lvl_lo, lvl_hi) \
             if lvl_hi > lvl_lo else tf.fill(size, lvl_lo)
-        return mix_tf(_to_float(clean), _to_float(noise), snr, level)
+        return mix_tf(clean, noise, snr, level, target=target)
 
-    clips = tf.data.Dataset.zip((
-        _clips(speech, fold(key, 1), clip, shuffle=repeat, loop=False),
-        _clips(noise, fold(key, 2), clip, shuffle=True, loop=True, uses=NOISE_USES)))
+    def stream(index, kind, shards):  # clips of one kind, from `extra` with probability weight
+        loop = kind == "noise"
+        clips = _clips(shards, fold(key, index), clip, shuffle=repeat or loop, loop=loop,
+                       uses=NOISE_USES if loop else 1)
+        if extra is None:
+            return clips
+        other = {"speech": extra[0], "noise": extra[1]}[kind]
+        others = _clips(other, fold(key, index + 10), clip, shuffle=True, loop=loop,
+                        uses=NOISE_USES if loop else 1)
+        choose = tf.data.Dataset.counter().map(lambda i: tf.cast(
+            tf.random.stateless_uniform([], fold(fold(key, index + 20), i)) < float(extra[2]),
+            tf.int64))
+        return tf.data.Dataset.choose_from_datasets([clips, others], choose)
+
+    clips = tf.data.Dataset.zip((stream(1, "speech", speech), stream(2, "noise", noise)))
     batches = clips.batch(batch_size, drop_remainder=repeat)
     ds = tf.data.Dataset.zip((tf.data.Dataset.counter(), batches)).map(
         lambda index, pair: mix(index, *pair), num_parallel_calls=tf.data.AUTOTUNE,

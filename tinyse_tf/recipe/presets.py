@@ -3,6 +3,8 @@ import dataclasses
 
 
 INT8_KINDS = ("ptq", "qat")  # post-training quantization, quantization-aware fine-tuning
+LR_SCHEDULES = ("constant", "cosine")
+KEEP_CHOICES = ("last", "best")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -44,6 +46,17 @@ class RecipeConfig:
     int8: tuple = ("ptq",)
     qat_steps: int = 100  # QAT fine-tuning steps (batches of the training stream)
     seed: int = 0
+    # Training data and schedule (the release preset); the defaults are what the demo always did.
+    # With --speech-dir/--noise-dir: the share of training speech clips, and of noise clips, drawn
+    # from the built-in corpus instead (0: the folders only). Validation and test: folders only.
+    builtin_weight: float = 0.0
+    reverb_prob: float = 0.0  # per training example (tinyse_tf.data.augment)
+    eq_prob: float = 0.0
+    bandlimit_prob: float = 0.0
+    lr_schedule: str = "constant"  # or "cosine": decays to 1/10 over each stage's steps
+    # Which weights a stage keeps: "last" epoch, or "best" validation SI-SDR (of the enhanced
+    # validation batches, logged as val_si_sdr; epochs of step 1 of two-step KD are not eligible).
+    keep: str = "last"
 
     def __post_init__(self):
         if not 0 < self.step1_epochs < self.student_epochs:
@@ -57,7 +70,18 @@ class RecipeConfig:
             raise ValueError(f"int8 must be distinct names from {', '.join(INT8_KINDS)} (none: "
                              f"float32 only); got {', '.join(map(str, kinds))}")
         object.__setattr__(self, "int8", tuple(k for k in INT8_KINDS if k in kinds))
+        for field in ("builtin_weight", "reverb_prob", "eq_prob", "bandlimit_prob"):
+            if not 0.0 <= getattr(self, field) <= 1.0:
+                raise ValueError(f"{field} must lie in [0, 1], got {getattr(self, field)}")
+        if self.lr_schedule not in LR_SCHEDULES:
+            raise ValueError(f"lr_schedule must be one of {LR_SCHEDULES}, got {self.lr_schedule!r}")
+        if self.keep not in KEEP_CHOICES:
+            raise ValueError(f"keep must be one of {KEEP_CHOICES}, got {self.keep!r}")
         self._check_kd()
+
+    @property
+    def augmented(self) -> bool:
+        return max(self.reverb_prob, self.eq_prob, self.bandlimit_prob) > 0
 
     def _check_kd(self):
         for field in ("kd_normalize", "reset_optimizer"):
@@ -91,7 +115,8 @@ class RecipeConfig:
 #: Values of fields added after run folders were first written, as those runs behaved: an older
 #: ``config.json`` without them is read with these (``open_run``), so the run still resumes.
 LEGACY_VALUES = {"kd_reduction": "mean", "kd_normalize": True, "kd_layers": (),
-                 "reset_optimizer": False}
+                 "reset_optimizer": False, "builtin_weight": 0.0, "reverb_prob": 0.0,
+                 "eq_prob": 0.0, "bandlimit_prob": 0.0, "lr_schedule": "constant", "keep": "last"}
 
 
 PRESETS = {
@@ -102,6 +127,14 @@ PRESETS = {
                           metrics=("si_sdr", "sdr", "pesq", "estoi")),
     # The default: the whole method on the built-in corpus in about 30 minutes on 2 idle CPU cores (README).
     "demo": RecipeConfig(),
+    # The shipped models (tinyse_tf.pretrained): real recordings (--speech-dir/--noise-dir, e.g.
+    # LibriSpeech + recorded noise) with a fifth of the clips from the built-in corpus, DNS-style
+    # augmentation, cosine learning rate, best validation SI-SDR kept; about 90 minutes on 2 CPU
+    # cores (README, docs/MODELS.md).
+    "release": RecipeConfig(steps_per_epoch=100, validation_steps=20, teacher_epochs=30,
+                            student_epochs=40, step1_epochs=10, test_clips=25,
+                            builtin_weight=0.2, reverb_prob=0.2, eq_prob=0.3, bandlimit_prob=0.1,
+                            lr_schedule="cosine", keep="best"),
     # The paper's schedule (METHOD.md section 4): for a GPU and DNS Challenge folders.
     "paper": RecipeConfig(clip_seconds=2.0, batch_size=32, steps_per_epoch=5000,
                           validation_steps=100, learning_rate=6e-5, teacher_epochs=100,

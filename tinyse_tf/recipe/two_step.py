@@ -84,6 +84,8 @@ class Run:
         self.int8_check = {}  # model key -> {set name: int8 - float per SNR}
         self._noisy_values = {}  # (id, snr label) -> metrics of the noisy input
         self._pool = None  # the ScoringPool of `scoring()`, while it is open
+        self.extra_data = None  # prepared built-in corpus, with cfg.builtin_weight and folders
+        self.augmentation = None  # tinyse_tf.data.augment.Augmentation, if the config has one
 
     # ------------------------------------------------------------------ data
     def prepare_data(self):
@@ -97,10 +99,27 @@ class Run:
             self.data = prepare_data(self.speech_dir, self.noise_dir,
                                      self.data_dir or self.out / "data", seed=self.cfg.seed,
                                      progress=bool(self.verbose))
+            if self.cfg.builtin_weight > 0:  # a share of the training clips: built-in corpus
+                builtin = build_corpus(None, seed=self.cfg.seed, progress=bool(self.verbose),
+                                       **CORPUS_SIZES[self.cfg.corpus_size])
+                self.extra_data = prepare_corpus(builtin, self.out / "builtin-data",
+                                                 progress=bool(self.verbose))
         else:
+            if self.cfg.builtin_weight > 0:
+                raise ValueError("this configuration mixes recordings with the built-in corpus "
+                                 f"(builtin_weight {self.cfg.builtin_weight}): give --speech-dir "
+                                 "and --noise-dir, folders of clean speech and of noise")
             corpus = build_corpus(self.data_dir, seed=self.cfg.seed, progress=bool(self.verbose),
                                   **CORPUS_SIZES[self.cfg.corpus_size])
             self.data = prepare_corpus(corpus, self.out / "data", progress=bool(self.verbose))
+        if self.cfg.augmented:
+            from tinyse_tf.data.augment import Augmentation, room_impulse_responses
+
+            rirs = (room_impulse_responses(seed=self.cfg.seed, cache_dir=self.out / "augment",
+                                           progress=bool(self.verbose))
+                    if self.cfg.reverb_prob > 0 else None)
+            self.augmentation = Augmentation(rirs, self.cfg.reverb_prob, self.cfg.eq_prob,
+                                             self.cfg.bandlimit_prob)
         corpus = self.corpus = self.data.corpus  # source files: test sets, int8 calibration
         speech, noise = corpus.split("test")
         write_test_sets(speech[:self.cfg.test_clips], noise, self.out / "testsets",
@@ -115,23 +134,30 @@ class Run:
         from tinyse_tf.data import mixture_dataset, worker_input_context
 
         seed = self.cfg.seed if seed is None else seed
+        # The built-in share and the augmentation are for training; validation stays as recorded.
+        train = split == "train" and repeat
+        extra = (*self.extra_data.split(split), self.cfg.builtin_weight) \
+            if train and self.extra_data else None
         # Multi-worker runs: each worker streams its own share of the speech shards.
         return mixture_dataset(*self.data.split(split), clip_seconds=self.cfg.clip_seconds,
                                batch_size=self.cfg.batch_size, snr_range=self.cfg.snr_range,
                                seed=seed + seed_offset, repeat=repeat,
-                               input_context=worker_input_context(self.strategy))
+                               input_context=worker_input_context(self.strategy), extra=extra,
+                               augmentation=self.augmentation if train else None)
 
     # ------------------------------------------------------------------ training
     def _train(self, stage, build_student, teacher=None, gamma=0.0, callbacks=(), epochs=None,
-               kd_granularity=None, seed=None, kd_reduction=None):
+               kd_granularity=None, seed=None, kd_reduction=None, first_eligible_epoch=0):
         """Train (or load, when done) one model; ``build_student`` runs inside the strategy scope.
 
         ``kd_granularity``, ``kd_reduction`` and ``seed`` (of the training stream) default to the
-        config's; ``kd_normalize`` and ``kd_layers`` are the config's."""
+        config's; ``kd_normalize`` and ``kd_layers`` are the config's. With ``cfg.keep ==
+        "best"`` the stage keeps the weights of its best epoch by validation SI-SDR from
+        ``first_eligible_epoch`` (0-based) on."""
         from tinyse_tf._tf import keras
         from tinyse_tf.distill import Distiller
         from tinyse_tf.models import float32_copy
-        from tinyse_tf.training import fit_resumable
+        from tinyse_tf.training import KeepBest, fit_resumable
 
         path = self.models_dir / f"{stage}.keras"
         if path.exists():
@@ -148,15 +174,22 @@ class Run:
                                   kd_layers=self.cfg.kd_layers or None)
             jit = self.speed["jit_teacher" if stage == "teacher" else
                              "jit_kd" if teacher is not None else "jit_student"]
-            distiller.compile(optimizer=keras.optimizers.Adam(self.cfg.learning_rate),
+            epochs = epochs or self.cfg.student_epochs
+            distiller.compile(optimizer=keras.optimizers.Adam(self._learning_rate(epochs)),
                               jit_compile=jit)
+        workdir = self.out / "train" / stage
+        keep = (KeepBest(student, workdir, "val_si_sdr", first_eligible_epoch, self.is_chief)
+                if self.cfg.keep == "best" else None)
         # Every stage sees the same training stream (seed), so students differ only by objective.
         fit_resumable(distiller, lambda: self._dataset("train", 0, seed=seed),
-                      epochs=epochs or self.cfg.student_epochs,
-                      steps_per_epoch=self.cfg.steps_per_epoch,
-                      workdir=self.out / "train" / stage, callbacks=callbacks,
+                      epochs=epochs, steps_per_epoch=self.cfg.steps_per_epoch,
+                      workdir=workdir, callbacks=[*callbacks, *([keep] if keep else [])],
                       validation_data=self._dataset("valid", 1, seed=seed),
                       validation_steps=self.cfg.validation_steps, verbose=self.verbose, log=_log)
+        if keep is not None and keep.best:
+            student.load_weights(keep.path)
+            _log(f"{stage}: keeping epoch {keep.best['epoch']} of {epochs} (validation SI-SDR "
+                 f"{keep.best['val_si_sdr']:.2f} dB)")
         if self.speed["mixed_precision"]:  # saved and exported in float32
             student = float32_copy(student)
         if self.is_chief:
@@ -164,6 +197,16 @@ class Run:
         self.timings[f"train_{stage}_s"] = round(time.time() - t0, 1)
         _log(f"{stage}: trained in {self.timings[f'train_{stage}_s']} s -> {path}")
         return student
+
+    def _learning_rate(self, epochs):
+        """Adam's learning rate: the config's, constant or cosine-decayed to a tenth over the
+        stage's steps (the step count is in the checkpoint, so a resumed stage continues it)."""
+        from tinyse_tf._tf import keras
+
+        if self.cfg.lr_schedule == "constant":
+            return self.cfg.learning_rate
+        return keras.optimizers.schedules.CosineDecay(
+            self.cfg.learning_rate, decay_steps=epochs * self.cfg.steps_per_epoch, alpha=0.1)
 
     def train_all(self):
         self.models_dir.mkdir(parents=True, exist_ok=True)
@@ -196,7 +239,8 @@ class Run:
             return self._train(stage, build, teacher, gamma=self.cfg.one_step_gamma, **options)
         step1 = step1_epochs or self.cfg.step1_epochs
         switch = PhaseSwitch(step1, reset_optimizer=self.cfg.reset_optimizer)
-        return self._train(stage, build, teacher, gamma=1.0, callbacks=[switch], **options)
+        return self._train(stage, build, teacher, gamma=1.0, callbacks=[switch],
+                           first_eligible_epoch=step1, **options)
 
     def train_teacher(self):
         """Train (or load) the teacher: ``cfg.teacher`` preset, ``cfg.teacher_epochs`` epochs."""
