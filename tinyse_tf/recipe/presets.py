@@ -48,7 +48,8 @@ class RecipeConfig:
     seed: int = 0
     # Training data and schedule (the release preset); the defaults are what the demo always did.
     # With --speech-dir/--noise-dir: the share of training speech clips, and of noise clips, drawn
-    # from the built-in corpus instead (0: the folders only). Validation and test: folders only.
+    # from the built-in corpus instead (0: the folders only). Test: folders only; validation: the
+    # folders' speech, half its noise from the built-in validation noises.
     builtin_weight: float = 0.0
     reverb_prob: float = 0.0  # per training example (tinyse_tf.data.augment)
     eq_prob: float = 0.0
@@ -131,7 +132,7 @@ PRESETS = {
     # LibriSpeech + recorded noise) with a fifth of the clips from the built-in corpus, DNS-style
     # augmentation, cosine learning rate, best validation SI-SDR kept; about 90 minutes on 2 CPU
     # cores (README, docs/MODELS.md).
-    "release": RecipeConfig(steps_per_epoch=100, validation_steps=20, teacher_epochs=30,
+    "release": RecipeConfig(steps_per_epoch=100, validation_steps=30, teacher_epochs=30,
                             student_epochs=40, step1_epochs=10, test_clips=25,
                             builtin_weight=0.2, reverb_prob=0.2, eq_prob=0.3, bandlimit_prob=0.1,
                             lr_schedule="cosine", keep="best"),

@@ -134,10 +134,16 @@ class Run:
         from tinyse_tf.data import mixture_dataset, worker_input_context
 
         seed = self.cfg.seed if seed is None else seed
-        # The built-in share and the augmentation are for training; validation stays as recorded.
+        # The built-in share and the augmentation are for training; validation stays as recorded,
+        # but half its noise clips come from the built-in validation noises when there are some:
+        # a folder's validation split may hold a single noise recording (../shared/audio: one
+        # piece of music), too narrow to select checkpoints on.
         train = split == "train" and repeat
-        extra = (*self.extra_data.split(split), self.cfg.builtin_weight) \
-            if train and self.extra_data else None
+        extra = None
+        if self.extra_data and train:
+            extra = (*self.extra_data.split(split), self.cfg.builtin_weight)
+        elif self.extra_data and split == "valid":
+            extra = (self.data.split(split)[0], self.extra_data.split(split)[1], 0.5)
         # Multi-worker runs: each worker streams its own share of the speech shards.
         return mixture_dataset(*self.data.split(split), clip_seconds=self.cfg.clip_seconds,
                                batch_size=self.cfg.batch_size, snr_range=self.cfg.snr_range,
@@ -213,7 +219,7 @@ class Run:
         cfg = self.cfg
         if self.teacher_checkpoint:
             with self.strategy.scope():
-                teacher = _load_checkpoint(self.teacher_checkpoint)
+                teacher = _load_checkpoint(self.teacher_checkpoint, cfg)
             _log(f"teacher: reusing {self.teacher_checkpoint}")
         else:
             teacher = self.train_teacher()
@@ -475,9 +481,21 @@ def _int8_check_files(speech_dir, noise_dir):
     return tuple(files)
 
 
-def _load_checkpoint(path):
+def _load_checkpoint(path, cfg):
+    """The teacher of ``--teacher-checkpoint``: a .keras file, or ``pretrained`` (the shipped
+    teacher, when it is the configuration's teacher preset and normalisation)."""
     from tinyse_tf._tf import keras
 
+    if str(path) == "pretrained":
+        from tinyse_tf.shipped import pretrained, shipped_models
+
+        build = shipped_models().get("teacher", {}).get("build")
+        if build != {"preset": cfg.teacher, "norm": cfg.norm}:
+            raise ValueError(f"--teacher-checkpoint pretrained: the shipped teacher is "
+                             f"{build or 'missing'}, this run needs preset {cfg.teacher!r} with "
+                             f"norm {cfg.norm!r}; train a teacher (omit the option) or give a "
+                             ".keras file")
+        return pretrained("teacher")
     path = pathlib.Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"--teacher-checkpoint {path}: no such file; give a .keras model "
@@ -523,7 +541,9 @@ def parse_args(argv=None, prog="two_step.py"):
                         "--speech-dir/--noise-dir: their prepared shards (`tinyse prepare-data "
                         "-o`), written there if missing (default: <out>/data)")
     p.add_argument("--student", help="student preset (student, student_30k, student_240k, ...)")
-    p.add_argument("--teacher-checkpoint", help="reuse a trained teacher .keras file")
+    p.add_argument("--teacher-checkpoint", metavar="FILE|pretrained",
+                   help="reuse a trained teacher: a .keras file, or 'pretrained' for the shipped "
+                        "one (tinyse_tf.pretrained('teacher'))")
     p.add_argument("--kd-granularity", choices=("tf", "t", "f", "batch", "output"))
     p.add_argument("--kd-reduction", choices=("mean", "sum"),
                    help="G_tf KD over bins: mean (default) or sum, METHOD.md's literal (1/b^2)·Σ")
