@@ -1,6 +1,7 @@
 """Streaming models against a classical enhancer, side by side on real recordings.
 
     pip install -e '.[bench]'   # logmmse, the classical enhancer (MIT; not needed otherwise)
+    python benchmarks/vs_classical.py        # the shipped student, int8 and float32 files
     python benchmarks/vs_classical.py runs/demo/export/two_step_stream_int8_ptq.tflite \
         runs/demo/export/student_stream_float32.tflite [--clips 25] [--json OUT.json]
 
@@ -12,6 +13,8 @@ a device stream starting before anyone speaks allows; with 0 it starts on speech
 makes most mixtures worse). Enhancers:
 
 * each ``.tflite`` file given, through ``StreamingEnhancer`` (frame by frame, as a device runs it);
+  a shipped model's name (``student`` = its int8 file, ``student:float32``) stands for its file,
+  and with no file given both files of the shipped student are compared;
 * ``log-MMSE``: Ephraim-Malah log-spectral-amplitude MMSE from the ``logmmse`` package (its
   defaults: noise from the first 6 frames, then updated in frames a VAD calls noise).
 
@@ -35,6 +38,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from tinyse_tf.atomic import atomic_write_text  # noqa: E402
 from tinyse_tf.constants import HOP, SAMPLE_RATE  # noqa: E402
 
 SHARED_AUDIO = Path(__file__).resolve().parents[2] / "shared" / "audio"
@@ -123,7 +127,8 @@ def table(results, snrs) -> str:
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("models", nargs="*", help="streaming .tflite files (exported by the recipe or "
-                                             "`tinyse export`)")
+                                             "`tinyse export`) or shipped model names "
+                                             "(default: student student:float32)")
     p.add_argument("--speech", default=str(SHARED_AUDIO / "speech" / "test"))
     p.add_argument("--noise", default=str(SHARED_AUDIO / "noise" / "test"))
     p.add_argument("--clips", type=int, default=25, help="mixtures per SNR")
@@ -137,11 +142,25 @@ def main(argv=None):
     from tinyse_tf.data import list_audio
     from tinyse_tf.export.fidelity import mixtures_by_snr
 
-    for path in args.models:
-        if not Path(path).is_file() or not path.endswith(".tflite"):
-            p.error(f"{path}: not a .tflite file; give streaming files from an export folder")
+    from tinyse_tf.shipped import pretrained_file, verify
+
+    files = {}
+    for model in args.models or ["student", "student:float32"]:
+        name, _, kind = model.partition(":")
+        if not Path(model).exists() and not model.endswith(".tflite"):
+            try:
+                path = pretrained_file(name, kind or "int8")
+            except ValueError as err:
+                p.error(f"{model}: {err}")
+            if verify(name, kinds=(kind or "int8",)):
+                p.error("; ".join(verify(name)))
+            files[f"shipped {name} {kind or 'int8'}"] = path
+        elif not Path(model).is_file() or not model.endswith(".tflite"):
+            p.error(f"{model}: not a .tflite file; give streaming files from an export folder")
+        else:
+            files[Path(model).stem] = model
     enhancers = {"log-MMSE (logmmse)": log_mmse()}
-    enhancers.update({Path(m).stem: streaming(m) for m in args.models})
+    enhancers.update({label: streaming(path) for label, path in files.items()})
     try:
         speech, noise = list_audio(args.speech), list_audio(args.noise)
     except Exception as err:  # noqa: BLE001 - report the folder in one line
@@ -158,7 +177,7 @@ def main(argv=None):
     print(table(results, args.snrs))
     text = json.dumps(report, indent=2)
     if args.json:
-        Path(args.json).write_text(text + "\n")
+        atomic_write_text(args.json, text + "\n")
     else:
         print(text)
     return 0

@@ -20,6 +20,9 @@ Public API (each name's docstring states its shapes):
 * running models (``tinyse_tf.runtime``): ``enhance`` (offline Keras), ``StreamingEnhancer``
   (exported .tflite, frame by frame), ``FrameStream`` (the hop path around any frame model),
   ``TfliteFrameModel``, ``run_frames``
+* shipped models (``tinyse_tf.shipped``, cards in docs/models/): ``pretrained("student" |
+  "teacher")`` (a Keras model, features [b, t, 80, 1] -> mask [b, t, 80, 1]),
+  ``pretrained_file(name, "int8" | "float32" | "keras")`` (the streaming .tflite or weights)
 * microcontrollers (``tinyse_tf.export.micro``, needs the ``micro`` extra): ``export_micro``
   (C array + header, TFLM op resolver, front-end tables, ``<name>_micro.json``),
   ``MicroFrameModel`` (an int8 file in the TFLite Micro interpreter), ``compare_with_litert``
@@ -65,6 +68,8 @@ _LAZY = {
     "MACS_RULE": "tinyse_tf.models.complexity",
     "macs_per_frame": "tinyse_tf.models.complexity",
     "build_streaming_model": "tinyse_tf.models.streaming",
+    "pretrained": "tinyse_tf.shipped",
+    "pretrained_file": "tinyse_tf.shipped",
     "state_specs": "tinyse_tf.models.streaming",
 }
 

@@ -138,7 +138,9 @@ def si_sdr(reference, estimate, floor_db=-50.0):
     target = alpha * reference
     ratio = (tf.reduce_sum(target * target, -1) + eps) / (
         tf.reduce_sum(tf.square(estimate - target), -1) + eps)
-    return tf.maximum(10.0 * tf.math.log(ratio) / tf.math.log(10.0), floor_db)
+    value = tf.maximum(10.0 * tf.math.log(ratio) / tf.math.log(10.0), floor_db)
+    # A silent estimate would come out at 0 dB (0/0): it gets the floor.
+    return tf.where(tf.reduce_sum(estimate * estimate, -1) > eps, value, floor_db)
 
 
 def _float32(tensors):

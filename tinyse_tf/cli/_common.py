@@ -109,12 +109,41 @@ def import_tf():
 
 
 # --------------------------------------------------------------------------- models
+def shipped_model_path(value) -> Path | None:
+    """The file of a shipped model named ``NAME[:KIND]`` (``student`` = its int8 streaming file,
+    ``student:float32``, ``student:keras``, ``teacher``: see ``tinyse_tf.shipped``), None when
+    ``value`` names no shipped model; CliError for a shipped name with an unknown kind or a
+    damaged file."""
+    from tinyse_tf.shipped import pretrained_file, shipped_models, verify
+
+    name, _, kind = str(value).partition(":")
+    models = shipped_models()
+    if name not in models:
+        return None
+    files = models[name]["files"]
+    kind = kind or ("int8" if "int8" in files else "keras")
+    if kind not in files:
+        raise CliError(f"{value}: the shipped model {name!r} has no {kind!r} file; choose one of "
+                       + ", ".join(f"{name}:{k}" for k in files))
+    problems = verify(name, kinds=(kind,))
+    if problems:
+        raise CliError(problems[0])
+    return pretrained_file(name, kind)
+
+
 def check_model_path(path, what: str = "model") -> Path:
-    """The model path if it is a readable, non-empty file with a known suffix; else CliError."""
+    """The model file of ``path``: a shipped model's name (:func:`shipped_model_path`) or a
+    readable, non-empty file with a known suffix; else CliError."""
+    if not Path(path).exists():
+        shipped = shipped_model_path(path)
+        if shipped is not None:
+            return shipped
     path = Path(path)
+    if path.suffix.lower() == ".npz" and path.parent == _shipped_folder():
+        return path
     if not path.exists():
         raise CliError(f"{path}: {what} file not found; check the path (a .keras, .h5 or .tflite "
-                       "file)")
+                       f"file) or name a shipped model ({', '.join(_shipped_names())})")
     if path.is_dir():
         raise CliError(f"{path}: is a folder, not a {what} file; give the .keras, .h5 or .tflite "
                        "file itself")
@@ -137,16 +166,39 @@ def is_tflite(path) -> bool:
     return Path(path).suffix.lower() == ".tflite"
 
 
+def _shipped_folder() -> Path:
+    from tinyse_tf.shipped import FOLDER
+
+    return FOLDER
+
+
+def _shipped_names() -> list[str]:
+    from tinyse_tf.shipped import shipped_models
+
+    names = []
+    for name, entry in shipped_models().items():
+        default = "int8" if "int8" in entry["files"] else "keras"
+        names += [name] + [f"{name}:{k}" for k in entry["files"] if k != default]
+    return names
+
+
 def load_keras_model(path):
-    """Load a tinyse_tf CRUSE model saved as .keras / .h5; returns ``(model, CruseConfig)``."""
+    """Load a tinyse_tf CRUSE model saved as .keras / .h5, or a shipped model's weights (its
+    ``.npz``, see ``tinyse_tf.shipped``); returns ``(model, CruseConfig)``."""
     path = check_model_path(path)
     _tf, keras = import_tf()
     import tinyse_tf.models  # noqa: F401  (registers the custom layers)
     from tinyse_tf.models import config_from_model
+    from tinyse_tf.shipped import pretrained, shipped_models
 
     try:
         with native_stderr_captured():
-            model = keras.models.load_model(path, compile=False)
+            if path.suffix.lower() == ".npz":
+                name = next(n for n, e in shipped_models().items()
+                            if e["files"].get("keras", {}).get("file") == path.name)
+                model = pretrained(name)
+            else:
+                model = keras.models.load_model(path, compile=False)
     except Exception as e:  # Keras raises many types for a bad file
         raise CliError(f"{path}: not a loadable Keras model ({type(e).__name__}: "
                        f"{one_line(e, 160)}); give a .keras or .h5 file saved by tinyse_tf "

@@ -22,6 +22,7 @@ from tinyse_tf.cli._common import (EXIT_FAILED, EXIT_OK, EXIT_USAGE, AtomicSound
                                    write_error)
 
 PROG = "tinyse enhance"
+DEFAULT_MODEL = "student"  # tinyse_tf.shipped.DEFAULT_MODEL (not imported: keep --help fast)
 AUDIO_SUFFIXES = (".wav", ".flac")
 BLOCK = 1 << 16  # input frames read per block
 
@@ -41,8 +42,10 @@ def add_parser(sub):
     p.add_argument("inputs", nargs="+", metavar="INPUT", help="audio file or folder")
     p.add_argument("-o", "--output-dir", required=True, metavar="OUTDIR",
                    help="output folder (created if missing)")
-    p.add_argument("-m", "--model", required=True, metavar="MODEL",
-                   help="trained Keras model (.keras, .h5) or exported streaming .tflite")
+    p.add_argument("-m", "--model", default=DEFAULT_MODEL, metavar="MODEL",
+                   help="a shipped model: student (default: the 62 k two-step KD student's int8 "
+                        "streaming file), student:float32, student:keras, teacher; or a path: "
+                        "trained Keras model (.keras, .h5) or exported streaming .tflite")
     g = p.add_mutually_exclusive_group()
     g.add_argument("--overwrite", action="store_true", help="replace existing output files")
     g.add_argument("--skip-existing", action="store_true",
@@ -283,7 +286,7 @@ def run(args) -> int:
     out_dir = Path(args.output_dir)
     if args.threads < 1:
         raise CliError(f"--threads {args.threads}: must be at least 1")
-    check_model_path(args.model)
+    args.model = check_model_path(args.model)
     jobs = plan_jobs(args.inputs, out_dir)
     if not args.overwrite:
         existing = [j for j in jobs if j.dst.exists()]

@@ -1,0 +1,101 @@
+"""Release-preset data: simulated RIRs, augmentation of a batch, a second source in the stream."""
+import numpy as np
+import pytest
+
+from tinyse_tf.constants import SAMPLE_RATE
+from tinyse_tf.data import mixture_dataset
+from tinyse_tf.data.augment import (EARLY_SECONDS, LOWPASS_HZ, RIR_SECONDS, Augmentation,
+                                    augment_batch, room_impulse_responses)
+
+
+@pytest.fixture(scope="module")
+def rirs(tmp_path_factory):
+    return room_impulse_responses(4, seed=3, cache_dir=tmp_path_factory.mktemp("rirs"))
+
+
+def test_rirs_start_at_the_direct_path_and_the_target_keeps_50_ms(rirs, tmp_path):
+    full, early = rirs
+    assert full.shape == early.shape == (4, int(RIR_SECONDS * SAMPLE_RATE))
+    np.testing.assert_allclose(np.abs(full).max(axis=1), 1.0)
+    assert np.all(np.abs(full[:, 0]) == 1.0)  # direct path at sample 0: input and target aligned
+    cut = int(EARLY_SECONDS * SAMPLE_RATE)
+    np.testing.assert_array_equal(early[:, :cut], full[:, :cut])
+    assert not early[:, cut:].any() and np.abs(full[:, cut:]).sum() > 0  # the tail is reverb
+    again = room_impulse_responses(4, seed=3, cache_dir=tmp_path)  # same seed, no cache: same
+    np.testing.assert_array_equal(again, rirs)
+    assert (tmp_path / "rirs-4-seed3.npy").exists()
+
+
+def _batch(seed=0, n=8000):
+    rng = np.random.default_rng(seed)
+    return (rng.standard_normal((6, n)).astype(np.float32),
+            rng.standard_normal((6, n)).astype(np.float32))
+
+
+def test_nothing_on_is_the_identity():
+    from tinyse_tf._tf import tf
+
+    clean, noise = _batch()
+    speech, target, noise_out = augment_batch(tf.constant(clean), tf.constant(noise),
+                                              tf.constant([1, 2], tf.int64), Augmentation())
+    for got, want in ((speech, clean), (target, clean), (noise_out, noise)):
+        np.testing.assert_allclose(got.numpy(), want, atol=1e-4)
+
+
+def test_reverb_convolves_and_the_target_is_the_early_part(rirs):
+    from tinyse_tf._tf import tf
+
+    clean, noise = _batch()
+    aug = Augmentation(rirs, reverb_prob=1.0)
+    speech, target, _ = augment_batch(tf.constant(clean), tf.constant(noise),
+                                      tf.constant([1, 2], tf.int64), aug)
+    n = clean.shape[1]
+    # Each example used one of the RIRs: find it and compare with a direct convolution.
+    for i in range(len(clean)):
+        errors = [np.abs(speech.numpy()[i] - np.convolve(clean[i], r)[:n]).max() for r in rirs[0]]
+        k = int(np.argmin(errors))
+        assert errors[k] < 1e-3
+        np.testing.assert_allclose(target.numpy()[i], np.convolve(clean[i], rirs[1][k])[:n],
+                                   atol=1e-3)
+
+
+def test_bandlimit_removes_the_top_band_of_speech_and_noise():
+    from tinyse_tf._tf import tf
+
+    clean, noise = _batch(n=16000)
+    _, target, noise_out = augment_batch(tf.constant(clean), tf.constant(noise),
+                                         tf.constant([5, 6], tf.int64),
+                                         Augmentation(bandlimit_prob=1.0))
+    top = np.fft.rfftfreq(16000, 1 / SAMPLE_RATE) > LOWPASS_HZ[1] + 300
+    for x, ref in ((target.numpy(), clean), (noise_out.numpy(), noise)):
+        power = [(np.abs(np.fft.rfft(s)[:, top]) ** 2).sum() for s in (x, ref)]
+        ratio = power[0] / power[1]
+        assert ratio < 0.01
+
+
+def test_probabilities_are_checked():
+    with pytest.raises(ValueError, match="reverb_prob"):
+        Augmentation(reverb_prob=1.5)
+    with pytest.raises(ValueError, match="rirs"):
+        Augmentation(reverb_prob=0.5)
+
+
+def test_extra_source_and_augmentation_in_the_stream(tiny_prepared, rirs):
+    speech, noise = tiny_prepared.split("train")
+    kwargs = dict(clip_seconds=0.5, batch_size=4, seed=1)
+    plain = next(iter(mixture_dataset(speech, noise, **kwargs)))
+    # weight 0: never the second source, the same batches as without it
+    same = next(iter(mixture_dataset(speech, noise, extra=(speech, noise, 0.0), **kwargs)))
+    np.testing.assert_array_equal(plain[0].numpy(), same[0].numpy())
+    aug = Augmentation(rirs, reverb_prob=1.0, eq_prob=1.0, bandlimit_prob=1.0)
+    batches = [b for b in mixture_dataset(speech, noise, extra=(speech, noise, 0.5),
+                                          augmentation=aug, **kwargs).take(2)]
+    again = [b for b in mixture_dataset(speech, noise, extra=(speech, noise, 0.5),
+                                        augmentation=aug, **kwargs).take(2)]
+    for (noisy, clean), (noisy2, clean2) in zip(batches, again):  # seeded: reproducible
+        np.testing.assert_array_equal(noisy.numpy(), noisy2.numpy())
+        assert noisy.shape == clean.shape == (4, 8000)
+        assert np.abs(noisy.numpy()).max() <= 0.99 + 1e-6
+        assert np.all(np.isfinite(noisy.numpy())) and np.all(np.isfinite(clean.numpy()))
+    with pytest.raises(ValueError, match="endless"):
+        mixture_dataset(speech, noise, repeat=False, augmentation=aug, **kwargs)

@@ -1,0 +1,114 @@
+"""Trained models shipped in the package: ``tinyse_tf.pretrained("student")``.
+
+The files lie in this folder; ``models.json`` lists them per model name with their size and
+SHA-256 (checked by the tests and by :func:`verify`), and names each model's card
+(``docs/models/<name>.md``: data and licences, schedule, commit, metrics, cost). Kinds of file:
+
+* ``keras``: the Keras sequence model, ``features [b, t, 80, 1] -> mask [b, t, 80, 1]``, stored
+  as the weights of ``build_cruse(preset, norm=...)`` in an ``.npz`` (the teacher's in float16,
+  which halves it to a few MB; they load back as float32);
+* ``int8`` / ``float32``: the exported streaming ``.tflite`` (one 16 ms hop in, one out, state
+  inside; run it with :class:`tinyse_tf.runtime.StreamingEnhancer` or ``tinyse enhance``), with
+  its ``.io_contract.json`` beside it.
+
+``tinyse_tf.models.write_shipped`` (recipes/ship_models.py) writes the folder from a recipe run.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+FOLDER = Path(__file__).resolve().parent
+REGISTRY = FOLDER / "models.json"
+KINDS = ("keras", "int8", "float32")
+DEFAULT_MODEL = "student"
+
+
+def shipped_models() -> dict:
+    """``{name: entry}`` of ``models.json``; an entry has ``description``, ``card``, ``build``
+    (``{"preset", "norm"}``) and ``files`` (``{kind: {"file", "bytes", "sha256"}}``)."""
+    if not REGISTRY.exists():
+        return {}
+    return json.loads(REGISTRY.read_text())["models"]
+
+
+def _entry(name: str) -> dict:
+    models = shipped_models()
+    if name not in models:
+        raise ValueError(f"no shipped model {name!r}; the package has "
+                         f"{', '.join(sorted(models)) or 'none'}")
+    return models[name]
+
+
+def pretrained_file(name: str = DEFAULT_MODEL, kind: str = "int8") -> Path:
+    """The path of one shipped file: ``kind`` ``"int8"`` / ``"float32"`` (streaming .tflite,
+    its ``.io_contract.json`` beside it) or ``"keras"`` (the ``.npz`` weights)."""
+    files = _entry(name)["files"]
+    if kind not in files:
+        raise ValueError(f"shipped model {name!r} has no {kind!r} file; it has "
+                         f"{', '.join(sorted(files))}")
+    return FOLDER / files[kind]["file"]
+
+
+def pretrained(name: str = DEFAULT_MODEL):
+    """A shipped model as a Keras sequence model (float32 weights).
+
+    ``name``: ``"student"`` (the 62 k two-step KD student) or ``"teacher"`` (1.9 M, to distil
+    your own students: ``python recipes/two_step.py --teacher-checkpoint pretrained``).
+    Shape: features ``[b, t, 80, 1]`` -> mask ``[b, t, 80, 1]`` (see ``tinyse_tf.enhance`` for
+    audio in and out). Raises ValueError for an unknown name, OSError if a file fails its hash.
+    """
+    import numpy as np
+
+    from tinyse_tf.models import build_cruse
+
+    entry = _entry(name)
+    path = pretrained_file(name, "keras")
+    problems = verify(name, kinds=("keras",))
+    if problems:
+        raise OSError("; ".join(problems))
+    model = build_cruse(entry["build"]["preset"], name=name, norm=entry["build"]["norm"])
+    with np.load(path) as weights:
+        model.set_weights([weights[f"w{i:03d}"].astype(np.float32)
+                           for i in range(len(model.weights))])
+    return model
+
+
+def save_weights_npz(model, path, dtype="float32") -> None:
+    """The weights of ``model`` (in ``model.weights`` order) as ``w000, w001, ...`` in an
+    ``.npz``, cast to ``dtype``: the ``keras`` kind of :func:`pretrained`."""
+    import numpy as np
+
+    from tinyse_tf.atomic import atomic_path
+
+    with atomic_path(Path(path)) as tmp:
+        with open(tmp, "wb") as f:
+            np.savez_compressed(f, **{f"w{i:03d}": np.asarray(w, dtype)
+                                      for i, w in enumerate(model.get_weights())})
+
+
+def file_record(path) -> dict:
+    """``{"file", "bytes", "sha256"}`` of one file of this folder."""
+    path = Path(path)
+    return {"file": path.name, "bytes": path.stat().st_size,
+            "sha256": hashlib.sha256(path.read_bytes()).hexdigest()}
+
+
+def verify(name: str | None = None, kinds=KINDS) -> list[str]:
+    """Problems (one line each) of the shipped files of ``name`` (all models if None): missing,
+    other size or other SHA-256 than ``models.json`` says. Empty when all is well."""
+    problems = []
+    for model, entry in shipped_models().items():
+        if name is not None and model != name:
+            continue
+        for kind, record in entry["files"].items():
+            if kind not in kinds:
+                continue
+            path = FOLDER / record["file"]
+            if not path.exists():
+                problems.append(f"{path}: shipped file missing; reinstall tinyse_tf")
+            elif file_record(path) != record:
+                problems.append(f"{path}: size or SHA-256 differs from models.json; the file "
+                                "is damaged or was replaced: reinstall tinyse_tf")
+    return problems
