@@ -70,7 +70,9 @@ def benchmark_table(bench, names):
             if label.startswith(name):
                 us = [v["us_per_frame"] for v in per_snr.values()]
                 lines.append(f"| {label} | {sum(us) / len(us):.0f} |")
-    return "\n".join(lines) + f"\n\nMachine: {bench['machine']}"
+    m = bench["machine"]
+    return ("\n".join(lines) + f"\n\nCPU time of one thread (`benchmarks/vs_classical.py`, STFT/mel/"
+            f"mask path included), on {m['cpus']} CPUs, {m['platform']}, Python {m['python']}.")
 
 
 def card(name, title, run, cfg, commit, report, rows, files, extra):
@@ -108,8 +110,8 @@ rooms, RT60 0.2-0.8 s; target = direct path + 50 ms), random EQ {cfg.get("eq_pro
 ## Schedule
 {schedule}; {cfg['steps_per_epoch']} steps of batch {cfg['batch_size']} per epoch; Adam,
 learning rate {cfg['learning_rate']} {cfg.get("lr_schedule", "constant")} (to a tenth); the epoch with the best
-validation SI-SDR is kept ({extra['best']}). Seed {cfg['seed']}. Two idle-ish cores of an AMD
-EPYC VM (no GPU): {extra['train_s']}.
+validation SI-SDR is kept ({extra['best']}). Seed {cfg['seed']}. Trained on the 2 cores of an
+AMD EPYC VM (no GPU): {extra['train_s']}.
 
 ## Metrics
 The run's test set: {cfg['test_clips']} speakers of `speech/test` × the `noise/test` noises at
