@@ -142,19 +142,17 @@ def main(argv=None):
     from tinyse_tf.data import list_audio
     from tinyse_tf.export.fidelity import mixtures_by_snr
 
-    from tinyse_tf.shipped import pretrained_file, verify
+    from tinyse_tf.shipped import resolve
 
     files = {}
     for model in args.models or ["student", "student:float32"]:
-        name, _, kind = model.partition(":")
-        if not Path(model).exists() and not model.endswith(".tflite"):
-            try:
-                path = pretrained_file(name, kind or "int8")
-            except ValueError as err:
-                p.error(f"{model}: {err}")
-            if verify(name, kinds=(kind or "int8",)):
-                p.error("; ".join(verify(name)))
-            files[f"shipped {name} {kind or 'int8'}"] = path
+        try:
+            shipped = None if Path(model).exists() else resolve(model)
+        except (ValueError, OSError) as err:
+            p.error(str(err))
+        if shipped is not None:
+            name, _, kind = model.partition(":")
+            files[f"shipped {name} {kind or 'int8'}"] = shipped
         elif not Path(model).is_file() or not model.endswith(".tflite"):
             p.error(f"{model}: not a .tflite file; give streaming files from an export folder")
         else:

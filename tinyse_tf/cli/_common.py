@@ -110,25 +110,13 @@ def import_tf():
 
 # --------------------------------------------------------------------------- models
 def shipped_model_path(value) -> Path | None:
-    """The file of a shipped model named ``NAME[:KIND]`` (``student`` = its int8 streaming file,
-    ``student:float32``, ``student:keras``, ``teacher``: see ``tinyse_tf.shipped``), None when
-    ``value`` names no shipped model; CliError for a shipped name with an unknown kind or a
-    damaged file."""
-    from tinyse_tf.shipped import pretrained_file, shipped_models, verify
+    """``tinyse_tf.shipped.resolve`` with its errors as CliError (one line)."""
+    from tinyse_tf.shipped import resolve
 
-    name, _, kind = str(value).partition(":")
-    models = shipped_models()
-    if name not in models:
-        return None
-    files = models[name]["files"]
-    kind = kind or ("int8" if "int8" in files else "keras")
-    if kind not in files:
-        raise CliError(f"{value}: the shipped model {name!r} has no {kind!r} file; choose one of "
-                       + ", ".join(f"{name}:{k}" for k in files))
-    problems = verify(name, kinds=(kind,))
-    if problems:
-        raise CliError(problems[0])
-    return pretrained_file(name, kind)
+    try:
+        return resolve(value)
+    except (ValueError, OSError) as err:
+        raise CliError(str(err)) from None
 
 
 def check_model_path(path, what: str = "model") -> Path:

@@ -11,7 +11,7 @@ SHA-256 (checked by the tests and by :func:`verify`), and names each model's car
   inside; run it with :class:`tinyse_tf.runtime.StreamingEnhancer` or ``tinyse enhance``), with
   its ``.io_contract.json`` beside it.
 
-``tinyse_tf.models.write_shipped`` (recipes/ship_models.py) writes the folder from a recipe run.
+``recipes/ship_models.py`` writes the folder from a ``--preset release`` recipe run.
 """
 from __future__ import annotations
 
@@ -51,6 +51,26 @@ def pretrained_file(name: str = DEFAULT_MODEL, kind: str = "int8") -> Path:
     return FOLDER / files[kind]["file"]
 
 
+def resolve(value) -> Path | None:
+    """The file of a shipped model named ``NAME[:KIND]`` (``student`` = its int8 streaming file,
+    ``student:float32``, ``student:keras``, ``teacher`` = its Keras weights), after checking its
+    hash; None when ``value`` names no shipped model. ValueError for an unknown kind, OSError for
+    a damaged file."""
+    name, _, kind = str(value).partition(":")
+    models = shipped_models()
+    if name not in models:
+        return None
+    files = models[name]["files"]
+    kind = kind or ("int8" if "int8" in files else "keras")
+    if kind not in files:
+        raise ValueError(f"{value}: the shipped model {name!r} has no {kind!r} file; choose one "
+                         "of " + ", ".join(f"{name}:{k}" for k in files))
+    problems = verify(name, kinds=(kind,))
+    if problems:
+        raise OSError(problems[0])
+    return FOLDER / files[kind]["file"]
+
+
 def pretrained(name: str = DEFAULT_MODEL):
     """A shipped model as a Keras sequence model (float32 weights).
 
@@ -63,12 +83,9 @@ def pretrained(name: str = DEFAULT_MODEL):
 
     from tinyse_tf.models import build_cruse
 
-    entry = _entry(name)
-    path = pretrained_file(name, "keras")
-    problems = verify(name, kinds=("keras",))
-    if problems:
-        raise OSError("; ".join(problems))
-    model = build_cruse(entry["build"]["preset"], name=name, norm=entry["build"]["norm"])
+    build = _entry(name)["build"]
+    path = resolve(f"{name}:keras")
+    model = build_cruse(build["preset"], name=name, norm=build["norm"])
     with np.load(path) as weights:
         model.set_weights([weights[f"w{i:03d}"].astype(np.float32)
                            for i in range(len(model.weights))])
