@@ -18,26 +18,14 @@ import argparse
 import json
 import os
 import pathlib
-import platform
 import shutil
 import threading
 import time
+from machine import cpu_name  # benchmarks/machine.py: the script folder is on sys.path
 
 #: The demo preset with its training cut to a few steps (test set, models and metrics unchanged).
 SHORT_TRAINING = dict(steps_per_epoch=2, validation_steps=1, teacher_epochs=1, student_epochs=2,
                       step1_epochs=1, qat_steps=2)
-
-
-def cpu_name() -> str:
-    """The CPU model as /proc/cpuinfo names it (platform.processor() elsewhere)."""
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 class TreeCpu:

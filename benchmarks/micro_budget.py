@@ -21,12 +21,12 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import sys
 import tempfile
 from pathlib import Path
 
 import numpy as np
+from machine import machine  # benchmarks/machine.py: the script folder is on sys.path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from streaming_latency import SHARED_AUDIO, calibration_audio, random_model  # noqa: E402
@@ -94,8 +94,7 @@ def run(presets, trained, keep=None) -> dict:
             "litert_kernel_differences": facts["litert_kernel_differences"],
             "stream_vs_litert": compare_with_litert(paths["int8_ptq"], recording)})
     return {"command": "python benchmarks/micro_budget.py " + " ".join(sys.argv[1:]),
-            "machine": {"platform": platform.platform(), "processor": platform.processor(),
-                        "cpus": os.cpu_count(), "python": platform.python_version()},
+            "machine": machine(),
             "calibration_audio": source, "recording": described,
             "code_allowance_kib": CODE_ALLOWANCE_KIB, "frontend_ram_bytes": FRONTEND_RAM_BYTES,
             "rows": rows}

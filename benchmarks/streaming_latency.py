@@ -30,7 +30,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import subprocess
 import sys
 import tempfile
@@ -43,6 +42,7 @@ import numpy as np
 sys.path.insert(0, os.environ.get("TINYSE_BENCH_ROOT", str(Path(__file__).resolve().parents[1])))
 
 from tinyse_tf.constants import HOP, SAMPLE_RATE
+from machine import machine  # benchmarks/machine.py: the script folder is on sys.path
 
 HOP_US = 1e6 * HOP / SAMPLE_RATE  # 16 000 us
 TIMINGS = ("invoke", "hop", "file_hop")
@@ -169,9 +169,7 @@ def run(presets, frames, threads, keep=None):
                 "xnnpack_partitions": xnnpack_partitions(path, threads),
                 "invoke_fraction_of_hop": inv["median_us"] / HOP_US,
                 "rtf": hop["median_us"] / HOP_US, "export_s": round(export_s, 1)})
-    return {"machine": {"platform": platform.platform(), "processor": platform.processor(),
-                        "cpus": os.cpu_count(), "python": platform.python_version(),
-                        "threads": threads},
+    return {"machine": {**machine(), "threads": threads},
             "weights": "random (norm='frame_ln'); latency only, no quality",
             "calibration_audio": source, "hop_us": HOP_US, "results": results,
             "int8_over_float32": _int8_ratios(results)}

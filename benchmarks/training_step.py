@@ -27,6 +27,7 @@ import resource
 import subprocess
 import sys
 import time
+from machine import cpu_name  # benchmarks/machine.py: the script folder is on sys.path
 
 CONFIGS = {
     "student PSA": {"student": "student", "teacher": None},
@@ -151,7 +152,7 @@ def main(argv=None):
     report = {"batch_size": args.batch_size, "clip_seconds": args.clip_seconds,
               "steps": args.steps, "rounds": args.rounds, "norm": args.norm,
               "baseline": args.baseline, "train": results, "cpus": os.cpu_count(),
-              "machine": platform.machine(), "processor": _cpu_name()}
+              "machine": platform.machine(), "processor": cpu_name()}
     if not args.no_pipeline:
         report["pipeline_examples_per_s"] = _pipeline(args.batch_size,
                                                       args.clip_seconds)["examples_per_s"]
@@ -167,14 +168,6 @@ def main(argv=None):
         print(f"| input pipeline (mixing only) | | | {report['pipeline_examples_per_s']:.0f} "
               f"| | | |")
     return report
-
-
-def _cpu_name():
-    try:
-        with open("/proc/cpuinfo") as f:
-            return next(line.split(":", 1)[1].strip() for line in f if "model name" in line)
-    except (OSError, StopIteration):
-        return platform.processor()
 
 
 if __name__ == "__main__":

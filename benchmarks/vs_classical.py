@@ -22,19 +22,20 @@ Prints a markdown table and JSON (stdout or ``--json``): per enhancer and SNR th
 improvement over the noisy input in SI-SDR (dB), PESQ-WB and eSTOI (points), with its standard
 error over clips, and the CPU time per 16 ms of audio (one thread, the enhancement of all clips
 divided by their hops; the .tflite files' figure includes the STFT/mel/mask numpy
-path).
+path), then each model's paired per-clip difference to log-MMSE with its standard error
+(``vs_reference`` in the JSON).
 """
 from __future__ import annotations
 
 import argparse
 import json
 import os
-import platform
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
+from machine import machine  # benchmarks/machine.py: the script folder is on sys.path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -43,6 +44,7 @@ from tinyse_tf.constants import HOP, SAMPLE_RATE  # noqa: E402
 
 SHARED_AUDIO = Path(__file__).resolve().parents[2] / "shared" / "audio"
 METRICS = ("si_sdr", "pesq", "estoi")
+CLASSICAL = "log-MMSE (logmmse)"
 
 
 def log_mmse():
@@ -96,31 +98,50 @@ class Timed:
         return out
 
 
-def run(enhancers, pairs_by_snr):
+def _mean_se(values):
+    values = np.asarray(values, np.float64)
+    return {"mean": float(np.nanmean(values)),
+            "se": float(np.nanstd(values) / np.sqrt(np.sum(np.isfinite(values))))}
+
+
+def run(enhancers, pairs_by_snr, reference=None):
     """``{name: {snr: {metric: {"mean", "se"}, "us_per_frame": float}}}``: improvement over the
     noisy input per clip (``fidelity.score_enhancers``), averaged per SNR; CPU time per hop
-    over all SNRs."""
+    over all SNRs. With ``reference`` (an enhancer's name), every other enhancer also gets
+    ``"vs_reference": {metric: {"mean", "se"}}``, its paired per-clip difference to it."""
     from tinyse_tf.export.fidelity import score_enhancers
 
     timed = {name: Timed(enhance) for name, enhance in enhancers.items()}
+    scores = score_enhancers(timed, pairs_by_snr, METRICS)
     out = {}
-    for name, per_snr in score_enhancers(timed, pairs_by_snr, METRICS).items():
+    for name, per_snr in scores.items():
         us = 1e6 * timed[name].seconds / timed[name].hops
-        out[name] = {snr: {**{m: {"mean": float(np.nanmean(v)),
-                                  "se": float(np.nanstd(v) / np.sqrt(np.sum(np.isfinite(v))))}
-                              for m, v in deltas.items()}, "us_per_frame": us}
-                     for snr, deltas in per_snr.items()}
+        out[name] = {}
+        for snr, deltas in per_snr.items():
+            out[name][snr] = {**{m: _mean_se(v) for m, v in deltas.items()}, "us_per_frame": us}
+            if reference is not None and name != reference:
+                base = scores[reference][snr]
+                out[name][snr]["vs_reference"] = {
+                    m: _mean_se(np.asarray(v) - np.asarray(base[m])) for m, v in deltas.items()}
     return out
 
 
-def table(results, snrs) -> str:
+def table(results, snrs, paired=False) -> str:
+    """Markdown: per enhancer the mean improvement over the input per metric and SNR, or with
+    ``paired`` the mean ± standard error of its per-clip difference to the reference."""
     head = ["enhancer"] + [f"{label} {snr:g} dB" for label in ("ΔSI-SDR", "ΔPESQ", "ΔeSTOI")
-                           for snr in snrs] + ["µs / 16 ms"]
+                           for snr in snrs] + ([] if paired else ["µs / 16 ms"])
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for name, per_snr in results.items():
-        cells = [f"{per_snr[s][m]['mean']:+.2f}" for m in METRICS for s in snrs]
-        us = per_snr[snrs[0]]["us_per_frame"]
-        lines.append("| " + " | ".join([name, *cells, f"{us:.0f}"]) + " |")
+        if paired:
+            if "vs_reference" not in per_snr[snrs[0]]:
+                continue
+            cells = [f"{per_snr[s]['vs_reference'][m]['mean']:+.2f} ± "
+                     f"{per_snr[s]['vs_reference'][m]['se']:.2f}" for m in METRICS for s in snrs]
+        else:
+            cells = [f"{per_snr[s][m]['mean']:+.2f}" for m in METRICS for s in snrs]
+            cells.append(f"{per_snr[snrs[0]]['us_per_frame']:.0f}")
+        lines.append("| " + " | ".join([name, *cells]) + " |")
     return "\n".join(lines)
 
 
@@ -157,7 +178,7 @@ def main(argv=None):
             p.error(f"{model}: not a .tflite file; give streaming files from an export folder")
         else:
             files[Path(model).stem] = model
-    enhancers = {"log-MMSE (logmmse)": log_mmse()}
+    enhancers = {CLASSICAL: log_mmse()}
     enhancers.update({label: streaming(path) for label, path in files.items()})
     try:
         speech, noise = list_audio(args.speech), list_audio(args.noise)
@@ -166,13 +187,14 @@ def main(argv=None):
     pairs = with_lead_in(mixtures_by_snr(speech, noise, args.snrs, args.clips,
                                          seconds=args.lead_in + args.seconds, seed=args.seed),
                          args.lead_in)
-    results = run(enhancers, pairs)
-    report = {"machine": {"platform": platform.platform(), "processor": platform.processor(),
-                          "cpus": os.cpu_count(), "python": platform.python_version()},
+    results = run(enhancers, pairs, reference=CLASSICAL)
+    report = {"machine": machine(),
               "speech": args.speech, "noise": args.noise, "clips_per_snr": args.clips,
               "seconds": args.seconds, "lead_in_s": args.lead_in, "seed": args.seed, "results": {n: {f"{s:g}": v for s, v in r.items()}
                                              for n, r in results.items()}}
     print(table(results, args.snrs))
+    print(f"\nPaired per-clip difference to {CLASSICAL} (mean ± standard error):\n")
+    print(table(results, args.snrs, paired=True))
     text = json.dumps(report, indent=2)
     if args.json:
         atomic_write_text(args.json, text + "\n")
