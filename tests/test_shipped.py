@@ -1,0 +1,146 @@
+"""The models shipped in the package: files, hashes, cards, loading, enhancing, CLI default."""
+import json
+import pathlib
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from tinyse_tf import shipped
+from tinyse_tf.evaluation.metrics import si_sdr
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+
+
+def test_every_shipped_file_matches_registry_and_card():
+    models = shipped.shipped_models()
+    assert set(models) == {"student", "teacher"}
+    assert set(models["student"]["files"]) == {"keras", "int8", "float32"}
+    assert set(models["teacher"]["files"]) == {"keras"}
+    assert shipped.verify() == []
+    total = 0
+    for name, entry in models.items():
+        card = (ROOT / entry["card"]).read_text()
+        for record in entry["files"].values():
+            path = shipped.FOLDER / record["file"]
+            assert path.stat().st_size == record["bytes"]
+            assert record["sha256"] in card and f"{record['bytes']:,}" in card
+            total += record["bytes"]
+    assert total < 5 * 2 ** 20  # package data stays a few MB
+
+
+def test_a_damaged_file_is_refused(tmp_path, monkeypatch):
+    folder = tmp_path / "shipped"
+    shutil.copytree(shipped.FOLDER, folder, ignore=shutil.ignore_patterns("*.py", "__pycache__"))
+    weights = folder / shipped.shipped_models()["student"]["files"]["keras"]["file"]
+    data = bytearray(weights.read_bytes())
+    data[-1] ^= 1
+    weights.write_bytes(bytes(data))
+    monkeypatch.setattr(shipped, "FOLDER", folder)
+    monkeypatch.setattr(shipped, "REGISTRY", folder / "models.json")
+    assert len(shipped.verify("student")) == 1
+    with pytest.raises(OSError, match="SHA-256"):
+        shipped.pretrained("student")
+    with pytest.raises(ValueError, match="no shipped model 'nope'"):
+        shipped.pretrained("nope")
+
+
+@pytest.fixture(scope="module")
+def student():
+    return shipped.pretrained("student")
+
+
+def test_pretrained_models_load_as_keras(student):
+    from tinyse_tf.models import config_from_model
+    from tinyse_tf.models.complexity import count_params
+
+    teacher = shipped.pretrained("teacher")
+    for model, preset in ((student, "student"), (teacher, "teacher")):
+        assert model.count_params() == count_params(preset)
+        assert config_from_model(model).norm == shipped.shipped_models()[model.name]["build"]["norm"]
+    x = np.random.default_rng(0).standard_normal((1, 20, 80, 1)).astype(np.float32)
+    assert student(x).shape == teacher(x).shape == (1, 20, 80, 1)
+
+
+def _mixture(shared_audio, snr_db=0.0, seconds=4.0):
+    """(noisy, clean): a real test-split recording (a speaker and a noise no model trained on)
+    at ``snr_db``, after 1 s of the noise alone (as benchmarks/vs_classical.py mixes)."""
+    from tinyse_tf.data import load_audio
+    from tinyse_tf.data.mixing import mix_np
+
+    speech = load_audio(sorted((shared_audio / "speech" / "test").glob("*.flac"))[0])
+    noise = load_audio(sorted((shared_audio / "noise" / "test").glob("*.flac"))[1])
+    n = int(seconds * 16000)
+    speech = speech[:n]
+    noise = np.resize(noise, n + 16000)
+    lead = np.zeros(16000, np.float32)  # 1 s of noise alone first, as vs_classical.py does
+    noisy, clean = mix_np(np.concatenate([lead, speech]), noise, snr_db, -26.0)
+    return noisy, clean
+
+
+def test_int8_and_float32_files_enhance_a_real_recording(shared_audio, student):
+    from tinyse_tf.runtime import StreamingEnhancer
+    from tinyse_tf.runtime.offline import enhance
+
+    noisy, clean = _mixture(shared_audio)
+    before = si_sdr(clean, noisy)
+    outputs = {kind: StreamingEnhancer(shipped.pretrained_file("student", kind)).enhance(noisy)
+               for kind in ("int8", "float32")}
+    for kind, out in outputs.items():
+        assert si_sdr(clean, out) > before + 1.0, kind
+    # The float32 streaming file is the Keras model, frame by frame.
+    np.testing.assert_allclose(outputs["float32"], enhance(student, noisy), atol=2e-3)
+
+
+def test_shipped_files_enhance_built_in_test_clips(student, tmp_path):
+    """Runs everywhere (CI has no ../shared/audio): the int8 and float32 files and the Keras
+    model raise SI-SDR by more than 2 dB on average over built-in corpus test clips (synthetic
+    speech, every procedural noise type, none trained on) at 0 dB. Babble-like noise gains
+    little (about 0-1 dB), so the check is on the mean, not on every clip."""
+    from tinyse_tf.data import build_corpus, load_audio
+    from tinyse_tf.data.mixing import mix_np
+    from tinyse_tf.runtime import StreamingEnhancer
+    from tinyse_tf.runtime.offline import enhance
+
+    corpus = build_corpus(tmp_path / "c", seed=0, progress=False, n_speech=(1, 1, 2),
+                          n_noise=(1, 1, 6), noise_seconds=4.0)
+    speech, noise = corpus.split("test")
+    enhancers = {kind: StreamingEnhancer(shipped.pretrained_file("student", kind)).enhance
+                 for kind in ("int8", "float32")}
+    enhancers["keras"] = lambda audio: enhance(student, audio)
+    gains = {kind: [] for kind in enhancers}
+    for s in speech:
+        for n in noise:
+            clean = load_audio(s)
+            noisy, clean = mix_np(clean, np.resize(load_audio(n), clean.size), 0.0, -26.0)
+            for kind, fn in enhancers.items():
+                gains[kind].append(si_sdr(clean, fn(noisy)) - si_sdr(clean, noisy))
+    for kind, values in gains.items():
+        assert np.mean(values) > 2.0, (kind, np.round(values, 2))
+
+
+def test_cli_enhances_with_the_shipped_model_by_default(shared_audio, tmp_path):
+    from tinyse_tf.data import load_audio, write_audio
+
+    noisy, clean = _mixture(shared_audio)
+    write_audio(tmp_path / "noisy.wav", noisy)
+    proc = subprocess.run([sys.executable, "-m", "tinyse_tf.cli", "enhance",
+                           str(tmp_path / "noisy.wav"), "-o", str(tmp_path / "out"), "-q"],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    out = load_audio(tmp_path / "out" / "noisy.wav")
+    assert out.shape == noisy.shape and si_sdr(clean, out) > si_sdr(clean, noisy) + 1.0
+    bad = subprocess.run([sys.executable, "-m", "tinyse_tf.cli", "enhance",
+                          str(tmp_path / "noisy.wav"), "-o", str(tmp_path / "o2"), "-m",
+                          "student:fp16"], capture_output=True, text=True, timeout=300)
+    assert bad.returncode == 2 and "student:float32" in bad.stderr
+    assert bad.stderr.count("\n") == 1
+
+
+def test_registry_is_the_cards_registry():
+    data = json.loads(shipped.REGISTRY.read_text())
+    for name, entry in data["models"].items():
+        assert (ROOT / entry["card"]).is_file(), name
+        assert entry["commit"] in (ROOT / entry["card"]).read_text()
