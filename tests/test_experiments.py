@@ -63,6 +63,14 @@ def test_int8_group_is_table3s_int8_students():
     assert all(c.key in table3 and c.int8 == table3[c.key].int8 == ("ptq", "qat") for c in conds)
 
 
+def test_snr_group_adds_a_loudness_baseline_to_table3s():
+    table3 = {c.key for c in plan(["table3:0"])}
+    energy, loudness = plan(["snr:0"])
+    assert energy.key in table3 and energy.snr_measure is None
+    assert loudness.key == "student-frame_ln-baseline-snr_loudness-seed0"
+    assert loudness.snr_measure == "loudness"
+
+
 def test_summary_has_a_kd_reduction_section(tmp_path):
     from tinyse_tf.recipe.summary import write_summary
 

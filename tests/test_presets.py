@@ -54,6 +54,18 @@ def test_recipe_flags_reach_the_config():
     assert (cfg.kd_reduction, cfg.kd_normalize, cfg.kd_layers, cfg.reset_optimizer) == (
         "sum", False, ("enc_2", "bottleneck", "mask"), True)
     assert config_from_args(parse_args(["--preset", "smoke"])) == get_preset("smoke")
+    assert config_from_args(parse_args(["--preset", "smoke", "--snr-measure", "loudness"])) == \
+        get_preset("smoke", snr_measure="loudness")
+
+
+def test_a_stage_can_mix_at_another_snr_measure(monkeypatch, tmp_path):
+    """The experiment grid's ``snr`` group trains one student at loudness SNR in a run whose
+    config says energy: the stage's training and validation streams both get it."""
+    cfg = get_preset("smoke")
+    seen = _capture(monkeypatch, cfg, tmp_path, "baseline", snr_measure="loudness")
+    assert [d["snr_measure"] for d in seen["datasets"]] == ["loudness"]  # validation; fit stops
+    seen = _capture(monkeypatch, cfg, tmp_path, "two_step")
+    assert [d["snr_measure"] for d in seen["datasets"]] == [None]  # None: the config's
 
 
 class _Stop(Exception):
@@ -84,7 +96,7 @@ def _capture(monkeypatch, cfg, tmp_path, method, speed=None, teacher=object(), s
     monkeypatch.setattr(tinyse_tf.training, "fit_resumable", fake_fit)
     run = Run(cfg, tmp_path, verbose=0)
     run.speed.update(speed or {})
-    run._dataset = lambda *args, **kw: None  # no corpus needed
+    run._dataset = lambda *args, **kw: seen.setdefault("datasets", []).append(kw)  # no corpus
     with pytest.raises(_Stop):
         run.train_student(stage or method, method, lambda: None, teacher=teacher, **kwargs)
     return seen

@@ -14,7 +14,7 @@ def test_release_preset_and_its_checks():
     assert 0 < cfg.builtin_weight < 0.5  # recordings weighted up
     assert not RecipeConfig().augmented  # the demo is unchanged
     for field, bad in (("builtin_weight", 1.5), ("reverb_prob", -0.1), ("lr_schedule", "step"),
-                       ("keep", "first")):
+                       ("keep", "first"), ("snr_measure", "lufs")):
         with pytest.raises(ValueError, match=field):
             get_preset("smoke", **{field: bad})
 

@@ -1,9 +1,10 @@
 """Mixing speech and noise at a given SNR and level, in numpy and in TensorFlow (same formula).
 
-SNR is energy based over the whole clip: ``10 log10(sum(clean^2) / sum(noise^2))``. The paper
-sets SNR by loudness (LUFS, ITU-R BS.1770); energy is simpler, needs no K-weighting filter in the
-graph, and differs from LUFS mostly for noise with much low-frequency energy (hum, brown noise),
-which K-weighting discounts. The level is the RMS of the noisy mixture in dBFS; the clean target
+SNR is energy based over the whole clip: ``10 log10(sum(clean^2) / sum(noise^2))``, or, in
+:func:`mix_tf` with ``snr_measure="loudness"``, the paper's: the difference of the two signals'
+ITU-R BS.1770 gated loudness in LUFS (:mod:`tinyse_tf.data.loudness`). They differ mostly for
+noise with much low-frequency energy (hum, brown noise, engines), which K-weighting discounts,
+and for speech with pauses, which the gate leaves out. The level is the RMS of the noisy mixture in dBFS; the clean target
 gets the same gain. If a sample of either signal would exceed ``peak``, both are scaled down
 together, which keeps the SNR.
 
@@ -47,22 +48,37 @@ def mix_np(clean: np.ndarray, noise: np.ndarray, snr_db: float, level_db: float,
     return (noisy * gain).astype(np.float32), (clean * gain).astype(np.float32)
 
 
-def mix_tf(clean, noise, snr_db, level_db, peak: float = PEAK, target=None):
+SNR_MEASURES = ("energy", "loudness")
+
+
+def mix_tf(clean, noise, snr_db, level_db, peak: float = PEAK, target=None,
+           snr_measure: str = "energy"):
     """TensorFlow version of :func:`mix_np`, for one clip (float32 ``[n]``, scalar dB) or a batch
     (``[batch, n]``, dB ``[batch]``): every formula runs over the last axis.
 
     ``target`` (same shape as ``clean``; default ``clean``) is what is returned as the clean
     signal, scaled by the same gain: augmented data mixes reverberant speech and returns its
-    early part (:mod:`tinyse_tf.data.augment`). The SNR is that of ``clean`` in the mixture."""
+    early part (:mod:`tinyse_tf.data.augment`). The SNR is that of ``clean`` in the mixture,
+    by ``snr_measure``: ``"energy"`` or ``"loudness"`` (BS.1770 gated loudness; needs a static
+    length of at least 0.4 s, a clip whose speech no block passes the gate counts as silent)."""
     from tinyse_tf._tf import tf
+
+    if snr_measure not in SNR_MEASURES:
+        raise ValueError(f"snr_measure must be one of {SNR_MEASURES}, got {snr_measure!r}")
 
     def total(x, reduce=tf.reduce_sum):
         return reduce(x, axis=-1, keepdims=True)
 
     snr_db, level_db = tf.expand_dims(snr_db, -1), tf.expand_dims(level_db, -1)
-    e_clean = total(tf.square(clean))
-    e_noise = total(tf.square(noise))
-    g_noise = tf.where(e_clean > SILENCE,
+    if snr_measure == "loudness":
+        from tinyse_tf.data.loudness import gated_power_tf
+
+        e_clean, e_noise = gated_power_tf(clean), gated_power_tf(noise)
+        speaking = e_clean > 0.0
+    else:
+        e_clean, e_noise = total(tf.square(clean)), total(tf.square(noise))
+        speaking = e_clean > SILENCE
+    g_noise = tf.where(speaking,
                        tf.sqrt(e_clean / (e_noise * tf.pow(10.0, snr_db / 10.0) + _EPS)), 1.0)
     noisy = clean + g_noise * noise
     gain = tf.pow(10.0, level_db / 20.0) / (tf.sqrt(total(tf.square(noisy), tf.reduce_mean))

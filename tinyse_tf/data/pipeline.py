@@ -28,14 +28,14 @@ NOISE_USES = 4
 def mixture_dataset(speech: Shards, noise: Shards, clip_seconds: float = 2.0,
                     batch_size: int = 16, snr_range=(-5.0, 15.0), level_range_db=(-35.0, -15.0),
                     seed: int = 0, repeat: bool = True, input_context=None, extra=None,
-                    augmentation=None):
+                    augmentation=None, snr_measure: str = "energy"):
     """Batches of ``(noisy, clean)`` mixed on the fly from prepared shards.
 
     Each example: the next speech utterance of the stream (each once per pass), a random crop
     of ``clip_seconds`` (a shorter one is zero-padded at a random position); the next noise
     utterance, cropped at a random offset and looped if shorter than the clip; SNR uniform in
-    ``snr_range`` (energy based over the clip; the paper uses LUFS, see
-    :mod:`tinyse_tf.data.mixing`); RMS level of the mixture uniform in ``level_range_db`` dBFS,
+    ``snr_range`` (by ``snr_measure``: energy over the clip, or the paper's BS.1770 loudness,
+    see :mod:`tinyse_tf.data.mixing`); RMS level of the mixture uniform in ``level_range_db`` dBFS,
     the clean target scaled by the same gain; both scaled down together if a sample would
     exceed 0.99.
 
@@ -60,6 +60,7 @@ def mixture_dataset(speech: Shards, noise: Shards, clip_seconds: float = 2.0,
         augmentation: a :class:`~tinyse_tf.data.augment.Augmentation` (reverberation, EQ,
             band-limiting) applied to each batch before mixing; the clean output is then the
             early-reverberation target. Endless streams only (a validation set stays clean).
+        snr_measure: ``"energy"`` (default) or ``"loudness"`` (:func:`~tinyse_tf.data.mix_tf`).
 
     Returns:
         ``tf.data.Dataset`` of ``(noisy, clean)``, each float32 ``[batch, clip_samples]`` with
@@ -102,6 +103,8 @@ def mixture_dataset(speech: Shards, noise: Shards, clip_seconds: float = 2.0,
         seeds = tf.random.experimental.stateless_split(fold(fold(key, 0), index), num=2)
         size = tf.shape(clean)[:1]
         clean, noise = _to_float(clean), _to_float(noise)
+        clean.set_shape([None, clip])  # static length: the loudness blocks are framed from it
+        noise.set_shape([None, clip])
         target = None
         if augment:
             clean, target, noise = augment_batch(clean, noise, fold(fold(key, 3), index),
@@ -110,7 +113,7 @@ def mixture_dataset(speech: Shards, noise: Shards, clip_seconds: float = 2.0,
             else tf.fill(size, snr_lo)
         level = tf.random.stateless_uniform(size, seeds[1], lvl_lo, lvl_hi) \
             if lvl_hi > lvl_lo else tf.fill(size, lvl_lo)
-        return mix_tf(clean, noise, snr, level, target=target)
+        return mix_tf(clean, noise, snr, level, target=target, snr_measure=snr_measure)
 
     def stream(index, kind, shards):  # clips of one kind, from `extra` with probability weight
         loop = kind == "noise"

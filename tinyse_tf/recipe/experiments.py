@@ -22,6 +22,8 @@ Groups (the paper's tables and the open questions of docs/RESULTS.md):
                   ``-r<reduction>``; no DNSMOS
 ``int8``          baseline and two-step 62 k students (table3's keys) with int8 PTQ and QAT files,
                   no one-step and no DNSMOS: the seeds of docs/RESULTS.md's int8 fidelity study
+``snr``           baseline students trained on mixtures at energy SNR (table3's key) and at the
+                  paper's BS.1770 loudness SNR (``-snr_loudness``); the test set stays at energy SNR
 ================  =================================================================================
 """
 from __future__ import annotations
@@ -37,7 +39,8 @@ from tinyse_tf.atomic import atomic_write_json
 from tinyse_tf.recipe.presets import get_preset
 
 METHODS = ("teacher", "baseline", "one_step", "two_step")
-GROUPS = ("teacher", "table3", "size", "granularity", "step1", "norm", "kd_reduction", "int8")
+GROUPS = ("teacher", "table3", "size", "granularity", "step1", "norm", "kd_reduction", "int8",
+          "snr")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -53,6 +56,7 @@ class Condition:
     int8: tuple = ()
     dnsmos: bool = False
     kd_reduction: str | None = None  # None = the config's (key unchanged); else key "-r<value>"
+    snr_measure: str | None = None  # None = the config's (key unchanged); else "-snr_<value>"
 
     @property
     def key(self) -> str:
@@ -65,6 +69,8 @@ class Condition:
             parts.append(f"step1_{self.step1_epochs}")
         if self.method != "baseline" and self.kd_reduction is not None:
             parts.append(f"r{self.kd_reduction}")
+        if self.snr_measure is not None:
+            parts.append(f"snr_{self.snr_measure}")
         return "-".join(parts + [f"seed{self.seed}"])
 
 
@@ -103,6 +109,8 @@ def group_conditions(group: str, seed: int, student_epochs: int = 8,
 
         return [Condition("baseline", seed), Condition("one_step", seed)] + [
             Condition("one_step", seed, kd_reduction=r) for r in REDUCTIONS if r != kd_reduction]
+    if group == "snr":  # training mixtures at loudness SNR (BS.1770) against energy SNR
+        return [Condition("baseline", seed), Condition("baseline", seed, snr_measure="loudness")]
     raise ValueError(f"unknown group {group!r}; choose from {', '.join(GROUPS)}")
 
 
@@ -144,7 +152,8 @@ class Experiments:
         build = self.run.student_builder(cond.student, cond.norm, cond.seed,
                                          f"init-{cond.student}-{cond.norm}-seed{cond.seed}.h5")
         return self.run.train_student(cond.key, cond.method, build, teacher, cond.granularity,
-                                      cond.step1_epochs, cond.seed, cond.kd_reduction)
+                                      cond.step1_epochs, cond.seed, cond.kd_reduction,
+                                      cond.snr_measure)
 
     def evaluate(self, cond: Condition, model) -> dict:
         """Score the model and its int8 streaming files; returns ``{eval key: seconds}``."""

@@ -4,6 +4,7 @@ import dataclasses
 
 INT8_KINDS = ("ptq", "qat")  # post-training quantization, quantization-aware fine-tuning
 LR_SCHEDULES = ("constant", "cosine")
+SNR_MEASURES = ("energy", "loudness")  # = tinyse_tf.data.mixing.SNR_MEASURES (no TF import here)
 KEEP_CHOICES = ("last", "best")
 
 
@@ -23,6 +24,9 @@ class RecipeConfig:
     validation_steps: int = 10
     learning_rate: float = 1e-3
     snr_range: tuple = (-5.0, 15.0)
+    # How the training and validation mixtures' SNR is measured: "energy" over the clip, or the
+    # paper's "loudness" (ITU-R BS.1770 gated LUFS, tinyse_tf.data.loudness). Test sets: energy.
+    snr_measure: str = "energy"
     teacher: str = "teacher"
     student: str = "student"
     norm: str = "frame_ln"  # bounded, so the students export to int8; the paper preset uses cln
@@ -74,6 +78,9 @@ class RecipeConfig:
         for field in ("builtin_weight", "reverb_prob", "eq_prob", "bandlimit_prob"):
             if not 0.0 <= getattr(self, field) <= 1.0:
                 raise ValueError(f"{field} must lie in [0, 1], got {getattr(self, field)}")
+        if self.snr_measure not in SNR_MEASURES:
+            raise ValueError(f"snr_measure must be one of {SNR_MEASURES}, got "
+                             f"{self.snr_measure!r}")
         if self.lr_schedule not in LR_SCHEDULES:
             raise ValueError(f"lr_schedule must be one of {LR_SCHEDULES}, got {self.lr_schedule!r}")
         if self.keep not in KEEP_CHOICES:
@@ -117,7 +124,8 @@ class RecipeConfig:
 #: ``config.json`` without them is read with these (``open_run``), so the run still resumes.
 LEGACY_VALUES = {"kd_reduction": "mean", "kd_normalize": True, "kd_layers": (),
                  "reset_optimizer": False, "builtin_weight": 0.0, "reverb_prob": 0.0,
-                 "eq_prob": 0.0, "bandlimit_prob": 0.0, "lr_schedule": "constant", "keep": "last"}
+                 "eq_prob": 0.0, "bandlimit_prob": 0.0, "lr_schedule": "constant", "keep": "last",
+                 "snr_measure": "energy"}
 
 
 PRESETS = {

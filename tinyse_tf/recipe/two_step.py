@@ -130,7 +130,7 @@ class Run:
         _log(f"data: {counts}; {len(self.test_items)} test files")
         return counts
 
-    def _dataset(self, split, seed_offset, repeat=True, seed=None):
+    def _dataset(self, split, seed_offset, repeat=True, seed=None, snr_measure=None):
         from tinyse_tf.data import mixture_dataset, worker_input_context
 
         seed = self.cfg.seed if seed is None else seed
@@ -149,15 +149,17 @@ class Run:
                                batch_size=self.cfg.batch_size, snr_range=self.cfg.snr_range,
                                seed=seed + seed_offset, repeat=repeat,
                                input_context=worker_input_context(self.strategy), extra=extra,
-                               augmentation=self.augmentation if train else None)
+                               augmentation=self.augmentation if train else None,
+                               snr_measure=snr_measure or self.cfg.snr_measure)
 
     # ------------------------------------------------------------------ training
     def _train(self, stage, build_student, teacher=None, gamma=0.0, callbacks=(), epochs=None,
-               kd_granularity=None, seed=None, kd_reduction=None, first_eligible_epoch=0):
+               kd_granularity=None, seed=None, kd_reduction=None, first_eligible_epoch=0,
+               snr_measure=None):
         """Train (or load, when done) one model; ``build_student`` runs inside the strategy scope.
 
-        ``kd_granularity``, ``kd_reduction`` and ``seed`` (of the training stream) default to the
-        config's; ``kd_normalize`` and ``kd_layers`` are the config's. With ``cfg.keep ==
+        ``kd_granularity``, ``kd_reduction``, ``seed`` (of the training stream) and
+        ``snr_measure`` (of its mixtures, training and validation) default to the config's; ``kd_normalize`` and ``kd_layers`` are the config's. With ``cfg.keep ==
         "best"`` the stage keeps the weights of its best epoch by validation SI-SDR from
         ``first_eligible_epoch`` (0-based) on."""
         from tinyse_tf._tf import keras
@@ -187,10 +189,11 @@ class Run:
         keep = (KeepBest(student, workdir, "val_si_sdr", first_eligible_epoch, self.is_chief)
                 if self.cfg.keep == "best" else None)
         # Every stage sees the same training stream (seed), so students differ only by objective.
-        fit_resumable(distiller, lambda: self._dataset("train", 0, seed=seed),
+        data = dict(seed=seed, snr_measure=snr_measure)
+        fit_resumable(distiller, lambda: self._dataset("train", 0, **data),
                       epochs=epochs, steps_per_epoch=self.cfg.steps_per_epoch,
                       workdir=workdir, callbacks=[*callbacks, *([keep] if keep else [])],
-                      validation_data=self._dataset("valid", 1, seed=seed),
+                      validation_data=self._dataset("valid", 1, **data),
                       validation_steps=self.cfg.validation_steps, verbose=self.verbose, log=_log)
         if keep is not None and keep.best:
             student.load_weights(keep.path)
@@ -231,16 +234,17 @@ class Run:
         return models
 
     def train_student(self, stage, method, build, teacher, kd_granularity=None,
-                      step1_epochs=None, seed=None, kd_reduction=None):
+                      step1_epochs=None, seed=None, kd_reduction=None, snr_measure=None):
         """Train (or load) one student: ``method`` "baseline" (PSA only), "one_step" (PSA + KD
         with ``cfg.one_step_gamma``) or "two_step" (KD only for ``step1_epochs``, then PSA, the
         optimizer state reset at the switch if ``cfg.reset_optimizer``). ``kd_granularity``,
-        ``kd_reduction``, ``step1_epochs`` and ``seed`` default to the config's."""
+        ``kd_reduction``, ``step1_epochs``, ``seed`` and ``snr_measure`` default to the config's."""
         from tinyse_tf.distill import PhaseSwitch
 
-        options = dict(kd_granularity=kd_granularity, seed=seed, kd_reduction=kd_reduction)
+        options = dict(kd_granularity=kd_granularity, seed=seed, kd_reduction=kd_reduction,
+                       snr_measure=snr_measure)
         if method == "baseline":
-            return self._train(stage, build, seed=seed)
+            return self._train(stage, build, seed=seed, snr_measure=snr_measure)
         if method == "one_step":
             return self._train(stage, build, teacher, gamma=self.cfg.one_step_gamma, **options)
         step1 = step1_epochs or self.cfg.step1_epochs
@@ -554,6 +558,9 @@ def parse_args(argv=None, prog="two_step.py"):
                         "'mask' for --kd-granularity output)")
     p.add_argument("--reset-optimizer", action=argparse.BooleanOptionalAction,
                    help="two-step: zero the Adam state when step 2 starts (default: keep it)")
+    p.add_argument("--snr-measure", choices=("energy", "loudness"),
+                   help="SNR of the training mixtures: energy (default) or the paper's BS.1770 "
+                        "loudness (LUFS); test sets stay at energy SNR")
     p.add_argument("--norm", choices=("cln", "frame_ln", "batch", "none"),
                    help="normalisation of every model (cln = paper; frame_ln for int8)")
     p.add_argument("--seed", type=int)
@@ -623,7 +630,8 @@ def config_from_args(args):
     return get_preset(args.preset, student=args.student, kd_granularity=args.kd_granularity,
                       seed=args.seed, norm=args.norm, kd_reduction=args.kd_reduction,
                       kd_normalize=args.kd_normalize, kd_layers=args.kd_layers,
-                      reset_optimizer=args.reset_optimizer, int8=args.int8)
+                      reset_optimizer=args.reset_optimizer, int8=args.int8,
+                      snr_measure=args.snr_measure)
 
 
 def _int8_check_dirs(args):
