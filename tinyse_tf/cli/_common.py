@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from tinyse_tf import shipped
 from tinyse_tf.atomic import default_mode
 
 #: Exit codes (documented in docs/CLI.md and ``tinyse --help``).
@@ -111,10 +112,8 @@ def import_tf():
 # --------------------------------------------------------------------------- models
 def shipped_model_path(value) -> Path | None:
     """``tinyse_tf.shipped.resolve`` with its errors as CliError (one line)."""
-    from tinyse_tf.shipped import resolve
-
     try:
-        return resolve(value)
+        return shipped.resolve(value)
     except (ValueError, OSError) as err:
         raise CliError(str(err)) from None
 
@@ -123,15 +122,15 @@ def check_model_path(path, what: str = "model") -> Path:
     """The model file of ``path``: a shipped model's name (:func:`shipped_model_path`) or a
     readable, non-empty file with a known suffix; else CliError."""
     if not Path(path).exists():
-        shipped = shipped_model_path(path)
-        if shipped is not None:
-            return shipped
+        named = shipped_model_path(path)
+        if named is not None:
+            return named
     path = Path(path)
-    if path.suffix.lower() == ".npz" and path.parent == _shipped_folder():
+    if path.suffix.lower() == ".npz" and path.parent == shipped.FOLDER:
         return path
     if not path.exists():
         raise CliError(f"{path}: {what} file not found; check the path (a .keras, .h5 or .tflite "
-                       f"file) or name a shipped model ({', '.join(_shipped_names())})")
+                       f"file) or name a shipped model ({', '.join(shipped.model_names())})")
     if path.is_dir():
         raise CliError(f"{path}: is a folder, not a {what} file; give the .keras, .h5 or .tflite "
                        "file itself")
@@ -154,22 +153,6 @@ def is_tflite(path) -> bool:
     return Path(path).suffix.lower() == ".tflite"
 
 
-def _shipped_folder() -> Path:
-    from tinyse_tf.shipped import FOLDER
-
-    return FOLDER
-
-
-def _shipped_names() -> list[str]:
-    from tinyse_tf.shipped import shipped_models
-
-    names = []
-    for name, entry in shipped_models().items():
-        default = "int8" if "int8" in entry["files"] else "keras"
-        names += [name] + [f"{name}:{k}" for k in entry["files"] if k != default]
-    return names
-
-
 def load_keras_model(path):
     """Load a tinyse_tf CRUSE model saved as .keras / .h5, or a shipped model's weights (its
     ``.npz``, see ``tinyse_tf.shipped``); returns ``(model, CruseConfig)``."""
@@ -177,14 +160,13 @@ def load_keras_model(path):
     _tf, keras = import_tf()
     import tinyse_tf.models  # noqa: F401  (registers the custom layers)
     from tinyse_tf.models import config_from_model
-    from tinyse_tf.shipped import pretrained, shipped_models
 
     try:
         with native_stderr_captured():
             if path.suffix.lower() == ".npz":
-                name = next(n for n, e in shipped_models().items()
+                name = next(n for n, e in shipped.shipped_models().items()
                             if e["files"].get("keras", {}).get("file") == path.name)
-                model = pretrained(name)
+                model = shipped.pretrained(name)
             else:
                 model = keras.models.load_model(path, compile=False)
     except Exception as e:  # Keras raises many types for a bad file

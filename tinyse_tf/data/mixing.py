@@ -4,9 +4,9 @@ SNR is energy based over the whole clip: ``10 log10(sum(clean^2) / sum(noise^2))
 :func:`mix_tf` with ``snr_measure="loudness"``, the paper's: the difference of the two signals'
 ITU-R BS.1770 gated loudness in LUFS (:mod:`tinyse_tf.data.loudness`). They differ mostly for
 noise with much low-frequency energy (hum, brown noise, engines), which K-weighting discounts,
-and for speech with pauses, which the gate leaves out. The level is the RMS of the noisy mixture in dBFS; the clean target
-gets the same gain. If a sample of either signal would exceed ``peak``, both are scaled down
-together, which keeps the SNR.
+and for speech with pauses, which the gate leaves out. The level is the RMS of the noisy mixture
+in dBFS; the clean target gets the same gain. If a sample of either signal would exceed
+``peak``, both are scaled down together, which keeps the SNR.
 
 A clip whose speech part is silent (energy below ``SILENCE``) gets the noise at unit gain, so it
 becomes a noise-only example with a silent target rather than a silent pair.

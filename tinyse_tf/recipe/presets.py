@@ -1,10 +1,11 @@
 """Recipe configuration: one dataclass and the ``smoke`` / ``demo`` / ``paper`` presets."""
 import dataclasses
 
+from tinyse_tf.data.mixing import SNR_MEASURES  # numpy only: no TensorFlow import here
+
 
 INT8_KINDS = ("ptq", "qat")  # post-training quantization, quantization-aware fine-tuning
 LR_SCHEDULES = ("constant", "cosine")
-SNR_MEASURES = ("energy", "loudness")  # = tinyse_tf.data.mixing.SNR_MEASURES (no TF import here)
 KEEP_CHOICES = ("last", "best")
 
 

@@ -23,6 +23,7 @@ import sys
 import time
 
 from tinyse_tf.atomic import atomic_path, atomic_write_json
+from tinyse_tf.data.mixing import SNR_MEASURES
 from tinyse_tf.recipe.presets import (LEGACY_VALUES, PRESETS, SPEED_CHOICES, get_preset,
                                       speed_settings)
 
@@ -159,8 +160,9 @@ class Run:
         """Train (or load, when done) one model; ``build_student`` runs inside the strategy scope.
 
         ``kd_granularity``, ``kd_reduction``, ``seed`` (of the training stream) and
-        ``snr_measure`` (of its mixtures, training and validation) default to the config's; ``kd_normalize`` and ``kd_layers`` are the config's. With ``cfg.keep ==
-        "best"`` the stage keeps the weights of its best epoch by validation SI-SDR from
+        ``snr_measure`` (of its mixtures, training and validation) default to the config's;
+        ``kd_normalize`` and ``kd_layers`` are the config's. With ``cfg.keep == "best"`` the
+        stage keeps the weights of its best epoch by validation SI-SDR from
         ``first_eligible_epoch`` (0-based) on."""
         from tinyse_tf._tf import keras
         from tinyse_tf.distill import Distiller
@@ -558,7 +560,7 @@ def parse_args(argv=None, prog="two_step.py"):
                         "'mask' for --kd-granularity output)")
     p.add_argument("--reset-optimizer", action=argparse.BooleanOptionalAction,
                    help="two-step: zero the Adam state when step 2 starts (default: keep it)")
-    p.add_argument("--snr-measure", choices=("energy", "loudness"),
+    p.add_argument("--snr-measure", choices=SNR_MEASURES,
                    help="SNR of the training mixtures: energy (default) or the paper's BS.1770 "
                         "loudness (LUFS); test sets stay at energy SNR")
     p.add_argument("--norm", choices=("cln", "frame_ln", "batch", "none"),

@@ -51,6 +51,21 @@ def pretrained_file(name: str = DEFAULT_MODEL, kind: str = "int8") -> Path:
     return FOLDER / files[kind]["file"]
 
 
+def _default_kind(files) -> str:
+    """The kind a bare model name stands for: its int8 streaming file, else its weights."""
+    return "int8" if "int8" in files else "keras"
+
+
+def model_names() -> list[str]:
+    """Every name :func:`resolve` accepts: each model's bare name (its default file), then
+    ``NAME:KIND`` for its other files."""
+    names = []
+    for name, entry in shipped_models().items():
+        default = _default_kind(entry["files"])
+        names += [name] + [f"{name}:{k}" for k in entry["files"] if k != default]
+    return names
+
+
 def resolve(value) -> Path | None:
     """The file of a shipped model named ``NAME[:KIND]`` (``student`` = its int8 streaming file,
     ``student:float32``, ``student:keras``, ``teacher`` = its Keras weights), after checking its
@@ -61,7 +76,7 @@ def resolve(value) -> Path | None:
     if name not in models:
         return None
     files = models[name]["files"]
-    kind = kind or ("int8" if "int8" in files else "keras")
+    kind = kind or _default_kind(files)
     if kind not in files:
         raise ValueError(f"{value}: the shipped model {name!r} has no {kind!r} file; choose one "
                          "of " + ", ".join(f"{name}:{k}" for k in files))
