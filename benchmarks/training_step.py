@@ -38,8 +38,8 @@ VARIANTS = ("base", "graph", "xla", "mixed")
 PAPER_EPOCH = (5000, 32)  # steps, batch size
 
 
-def _time_config(name, variant, batch_size, clip_seconds, steps, warmup, norm):
-    """Run in a child process: time ``steps`` train steps of one configuration and variant."""
+def build_step(name, variant, batch_size, clip_seconds, norm):
+    """``(train function, iterator)`` of one configuration and variant on a fixed random batch."""
     from tinyse_tf._tf import keras, tf
     from tinyse_tf.distill import Distiller
     from tinyse_tf.models import build_cruse
@@ -54,8 +54,12 @@ def _time_config(name, variant, batch_size, clip_seconds, steps, warmup, norm):
     d = Distiller(build_cruse(cfg["student"], seed=0, norm=norm), teacher,
                   gamma=0.5 if teacher else 0.0, kd_granularity="tf")
     d.compile(optimizer=keras.optimizers.Adam(1e-3), jit_compile=variant == "xla")
-    step = d.make_train_function()
-    ds = iter(tf.data.Dataset.from_tensors((noisy, clean)).repeat())
+    return d.make_train_function(), iter(tf.data.Dataset.from_tensors((noisy, clean)).repeat())
+
+
+def _time_config(name, variant, batch_size, clip_seconds, steps, warmup, norm):
+    """Run in a child process: time ``steps`` train steps of one configuration and variant."""
+    step, ds = build_step(name, variant, batch_size, clip_seconds, norm)
     start = time.perf_counter()
     for _ in range(warmup):
         out = step(ds)
