@@ -1,6 +1,7 @@
-"""What a benchmark ran on, for its JSON: one definition shared by the scripts in benchmarks/."""
+"""Shared by the scripts in benchmarks/: what a benchmark ran on, and where its JSON report goes."""
 from __future__ import annotations
 
+import json
 import os
 import platform
 
@@ -21,3 +22,14 @@ def machine() -> dict:
     """``{"platform", "processor", "cpus", "python"}`` of this machine."""
     return {"platform": platform.platform(), "processor": cpu_name(), "cpus": os.cpu_count(),
             "python": platform.python_version()}
+
+
+def emit_json(report: dict, path=None) -> None:
+    """Write ``report`` as indented JSON to ``path`` (atomically), or print it when no path."""
+    from tinyse_tf.atomic import atomic_write_text
+
+    text = json.dumps(report, indent=2)
+    if path:
+        atomic_write_text(path, text + "\n")
+    else:
+        print(text)

@@ -20,7 +20,6 @@ Writes ``OUT.json`` and ``OUT.md`` (the table of docs/MICRO.md) and prints the t
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import tempfile
 from pathlib import Path

@@ -13,14 +13,14 @@ other (features, losses). Also the ten op types that cost most. Prints JSON and 
 """
 import argparse
 import glob
-import json
 import os
 import sys
 import tempfile
 import time
 from collections import Counter
 
-from training_step import CONFIGS, build_step  # benchmarks/: the script folder is on sys.path
+from machine import emit_json  # benchmarks/: the script folder is on sys.path
+from training_step import CONFIGS, build_step
 
 
 def _part(op_name: str, trained: str) -> str:
@@ -101,12 +101,7 @@ def main(argv=None):
     p.add_argument("--json", help="write the JSON report here (default: print it)")
     args = p.parse_args(argv)
     report = profile(args.config, args.variant, args.steps, args.batch_size)
-    text = json.dumps(report, indent=2)
-    if args.json:
-        with open(args.json, "w") as f:
-            f.write(text + "\n")
-    else:
-        print(text)
+    emit_json(report, args.json)
     print(f"\n{args.config} / {args.variant}: {report['wall_s_per_step_unprofiled']:.3f} s per "
           f"step unprofiled, {report['op_ms_per_step']:.0f} ms of op time per step "
           f"({report['threads']} CPUs)\n\n| part | ms per step | share |\n|---|---|---|")

@@ -42,7 +42,7 @@ import numpy as np
 sys.path.insert(0, os.environ.get("TINYSE_BENCH_ROOT", str(Path(__file__).resolve().parents[1])))
 
 from tinyse_tf.constants import HOP, SAMPLE_RATE
-from machine import machine  # benchmarks/machine.py: the script folder is on sys.path
+from machine import emit_json, machine  # benchmarks/machine.py: the script folder is on sys.path
 
 HOP_US = 1e6 * HOP / SAMPLE_RATE  # 16 000 us
 TIMINGS = ("invoke", "hop", "file_hop")
@@ -79,11 +79,9 @@ def _interpreter(se):
     return se.frame_model._interp if hasattr(se, "frame_model") else se._interp  # older checkout
 
 
-def time_invoke(path, frames, threads):
-    se = _enhancer(path, threads)
-    se.run_frame(np.ones(80, np.float32))  # sets every input by name
-    interp = _interpreter(se)
-    for _ in range(50):
+def time_interpreter(interp, frames, warmup=50) -> dict:
+    """Median / p99 / mean microseconds of ``interp.invoke()`` with its inputs already set."""
+    for _ in range(warmup):
         interp.invoke()
     ns = []
     for _ in range(frames):
@@ -91,6 +89,12 @@ def time_invoke(path, frames, threads):
         interp.invoke()
         ns.append(time.perf_counter_ns() - t)
     return _stats(ns)
+
+
+def time_invoke(path, frames, threads):
+    se = _enhancer(path, threads)
+    se.run_frame(np.ones(80, np.float32))  # sets every input by name
+    return time_interpreter(_interpreter(se), frames)
 
 
 def xnnpack_partitions(path, threads):
@@ -270,11 +274,7 @@ def main(argv=None):
             f"62k student int8: invoke {r['invoke']['median_us']:.1f} us median = "
             f"{100 * r['invoke_fraction_of_hop']:.2f} % of the 16 ms hop; full hop "
             f"{r['hop']['median_us']:.1f} us (RTF {r['rtf']:.4f})")
-    text = json.dumps(report, indent=2)
-    if args.json:
-        Path(args.json).write_text(text + "\n")
-    else:
-        print(text)
+    emit_json(report, args.json)
     print(table(report))
     if args.baseline:
         print(f"\nbaseline ({args.baseline}):")

@@ -28,18 +28,16 @@ path), then each model's paired per-clip difference to log-MMSE with its standar
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
-from machine import machine  # benchmarks/machine.py: the script folder is on sys.path
+from machine import emit_json, machine  # benchmarks/machine.py: the script folder is on sys.path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tinyse_tf.atomic import atomic_write_text  # noqa: E402
 from tinyse_tf.constants import HOP, SAMPLE_RATE  # noqa: E402
 
 SHARED_AUDIO = Path(__file__).resolve().parents[2] / "shared" / "audio"
@@ -195,11 +193,7 @@ def main(argv=None):
     print(table(results, args.snrs))
     print(f"\nPaired per-clip difference to {CLASSICAL} (mean ± standard error):\n")
     print(table(results, args.snrs, paired=True))
-    text = json.dumps(report, indent=2)
-    if args.json:
-        atomic_write_text(args.json, text + "\n")
-    else:
-        print(text)
+    emit_json(report, args.json)
     return 0
 
 

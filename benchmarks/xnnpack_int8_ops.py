@@ -20,15 +20,13 @@ it), median invoke us, and int8 / float32. Prints JSON (stdout or ``--json``) an
 from __future__ import annotations
 
 import argparse
-import json
 import sys
-import time
 from collections import Counter
-from pathlib import Path
 
 import numpy as np
 
-from machine import machine  # benchmarks/machine.py: the script folder is on sys.path
+from machine import emit_json, machine  # benchmarks/: the script folder is on sys.path
+from streaming_latency import time_interpreter
 from tinyse_tf._tf import keras, tf
 from tinyse_tf.export.quantize import convert_float, convert_int8
 from tinyse_tf.models.layers import EdgeLeakyReLU, FrameLayerNorm
@@ -72,17 +70,6 @@ def files(norm, activation, blocks) -> dict:
     return {"float32": convert_float(model), "int8": convert_int8(model, samples)}
 
 
-def invoke_us(interp, frames) -> float:
-    for _ in range(100):
-        interp.invoke()
-    ns = []
-    for _ in range(frames):
-        t = time.perf_counter_ns()
-        interp.invoke()
-        ns.append(time.perf_counter_ns() - t)
-    return float(np.median(ns)) / 1e3
-
-
 def run(blocks, frames, rounds) -> dict:
     interps, results = {}, {}
     for norm in NORMS:
@@ -99,7 +86,7 @@ def run(blocks, frames, rounds) -> dict:
     for i in range(rounds):
         print(f"round {i + 1}/{rounds}", file=sys.stderr)
         for key, interp in interps.items():
-            us = invoke_us(interp, frames)
+            us = time_interpreter(interp, frames, warmup=100)["median_us"]
             results[key]["invoke_us"] = min(us, results[key].get("invoke_us", us))
     for norm in NORMS:
         for act in ACTIVATIONS:
@@ -128,11 +115,7 @@ def main(argv=None):
     p.add_argument("--json", help="write the JSON report here (default: print it)")
     args = p.parse_args(argv)
     report = run(args.blocks, args.frames, args.rounds)
-    text = json.dumps(report, indent=2)
-    if args.json:
-        Path(args.json).write_text(text + "\n")
-    else:
-        print(text)
+    emit_json(report, args.json)
     print(table(report))
 
 
