@@ -7,9 +7,11 @@ Builds the step exactly as ``benchmarks/training_step.py`` times it (same config
 random batch of ``--batch-size`` x 2 s, frame_ln), runs a few warm-up steps, then records
 ``--steps`` steps with ``tf.profiler`` and sums the executed ops' durations per step (over all
 compute threads, so on 2 cores the total is up to twice the wall time) by part: teacher forward,
-G_tf Gram matrices (forward and backward), the trained model's forward and backward, optimizer,
-other (features, losses). Also the ten op types that cost most. Prints JSON and a table. For XLA
-(``--variant xla``) the fused clusters cannot be attributed to parts and show as "other".
+G_tf Gram matrices (forward and backward), the trained model's forward and backward (autodiff),
+optimizer, other (features, losses, and the GRU's hand-written backward pass through time, whose
+ops TensorFlow names outside the model's scope). Also the ten op types that cost most. Prints JSON
+and a table. For XLA (``--variant xla``) the fused clusters cannot be attributed to parts and show
+as "other".
 """
 import argparse
 import glob
@@ -35,7 +37,7 @@ def _part(op_name: str, trained: str) -> str:
         return f"{trained} forward"
     if "Adam" in op_name or "AssignVariable" in op_name:
         return "optimizer"
-    return "other (features, losses)"
+    return "other (features, losses, GRU backward through time)"
 
 
 def op_times(logdir: str, trained: str, steps: int) -> tuple[Counter, Counter]:
