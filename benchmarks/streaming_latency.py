@@ -97,11 +97,15 @@ def time_invoke(path, frames, threads):
     return time_interpreter(_interpreter(se), frames)
 
 
-def xnnpack_partitions(path, threads):
-    """How many pieces the XNNPACK delegate runs the graph in (1: the whole graph; each op it has
-    no kernel for, e.g. an int8 RSQRT, splits it and costs a hand-over per frame)."""
-    interp = _interpreter(_enhancer(path, threads))
+def delegate_partitions(interp) -> int:
+    """How many pieces the XNNPACK delegate runs an interpreter's graph in (1: the whole graph;
+    each op it has no kernel for, e.g. an int8 RSQRT, splits it and costs a hand-over per frame)."""
     return sum(op["op_name"] == "DELEGATE" for op in interp._get_ops_details())
+
+
+def xnnpack_partitions(path, threads):
+    """:func:`delegate_partitions` of the streaming file ``path``."""
+    return delegate_partitions(_interpreter(_enhancer(path, threads)))
 
 
 def time_hops(path, frames, threads, audio):

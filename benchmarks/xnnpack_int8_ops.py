@@ -26,7 +26,7 @@ from collections import Counter
 import numpy as np
 
 from machine import emit_json, machine  # benchmarks/: the script folder is on sys.path
-from streaming_latency import time_interpreter
+from streaming_latency import delegate_partitions, time_interpreter
 from tinyse_tf._tf import keras, tf
 from tinyse_tf.export.quantize import convert_float, convert_int8
 from tinyse_tf.models.layers import EdgeLeakyReLU, FrameLayerNorm
@@ -78,11 +78,12 @@ def run(blocks, frames, rounds) -> dict:
                 interp = make_interpreter(flat)
                 for d in interp.get_input_details():
                     interp.set_tensor(d["index"], np.zeros(d["shape"], d["dtype"]))
-                ops = Counter(op["op_name"] for op in interp._get_ops_details())
+                ops = Counter(op["op_name"] for op in interp._get_ops_details()
+                              if op["op_name"] != "DELEGATE")
                 key = f"{norm}/{act}/{dtype}"
                 interps[key] = interp
                 results[key] = {"norm": norm, "activation": act, "dtype": dtype,
-                                "xnnpack_partitions": ops.pop("DELEGATE", 0), "ops": dict(ops)}
+                                "xnnpack_partitions": delegate_partitions(interp), "ops": dict(ops)}
     for i in range(rounds):
         print(f"round {i + 1}/{rounds}", file=sys.stderr)
         for key, interp in interps.items():
