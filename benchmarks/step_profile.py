@@ -16,6 +16,7 @@ as "other".
 import argparse
 import glob
 import os
+import re
 import sys
 import tempfile
 import time
@@ -25,9 +26,11 @@ from machine import emit_json  # benchmarks/: the script folder is on sys.path
 from training_step import CONFIGS, build_step
 
 
+_GRAM_SCOPE = re.compile(r"(^|/)gram(_\d+)?/")
+
+
 def _part(op_name: str, trained: str) -> str:
-    lower = op_name.lower()
-    if "einsum" in lower:
+    if _GRAM_SCOPE.search(op_name):  # tinyse_tf.losses.gram's name scope
         return "G_tf Grams (forward + backward)"
     if "teacher_blocks" in op_name and trained != "teacher" and "gradient_tape" not in op_name:
         return "teacher forward (frozen)"
