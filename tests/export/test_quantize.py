@@ -141,7 +141,7 @@ def test_leaky_relu_keeps_input_range():
 
     x = keras.Input((1, 8, 4), batch_size=1, name="x")
     y = keras.layers.Conv2D(4, 1, name="conv")(x)
-    model = keras.Model(x, EdgeLeakyReLU(0.2, name="act")(y))
+    model = keras.Model(x, EdgeLeakyReLU(0.2, name="act")(y, frame=True))  # the export form
     model.get_layer("conv").set_weights([np.eye(4, dtype=np.float32)[None, None], np.zeros(4)])
     rng = np.random.default_rng(0)
     samples = [{"x": rng.uniform(-5.0, 5.0, (1, 1, 8, 4)).astype(np.float32)} for _ in range(50)]

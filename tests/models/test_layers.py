@@ -3,7 +3,7 @@ frame-by-frame == sequence for every layer with state, config round trips."""
 import numpy as np
 import pytest
 
-from tinyse_tf._tf import keras
+from tinyse_tf._tf import keras, tf
 from tinyse_tf.models.gru import GroupedGRU, GroupedGRUCell
 from tinyse_tf.models.layers import (CausalConv2D, CausalConv2DTranspose, CumulativeLayerNorm,
                                      FrameLayerNorm, EdgeLeakyReLU, StreamingLayer)
@@ -64,6 +64,44 @@ def test_frame_layer_norm_matches_numpy():
     mean = x.mean(axis=(2, 3), keepdims=True)
     ref = (x - mean) / np.sqrt(x.var(axis=(2, 3), keepdims=True) + 1e-5)
     np.testing.assert_allclose(y, ref, atol=1e-4)
+
+
+@pytest.mark.parametrize("make", [lambda: EdgeLeakyReLU(0.3), lambda: FrameLayerNorm()],
+                         ids=["leaky_relu", "frame_ln"])
+def test_training_form_equals_frame_form(make):
+    """The fused training form and the export (frame) form are one function: values and the
+    gradients of input, gain and bias agree."""
+    layer = make()
+    rng = np.random.default_rng(6)
+    x = tf.constant(rng.standard_normal((2, 3, 5, 4)).astype(np.float32) * 2 + 0.5)
+    layer(x)
+    for w in layer.weights:  # gains and biases away from 1 and 0, as in a trained model
+        w.assign(rng.uniform(0.5, 1.5, w.shape).astype(np.float32))
+    upstream = tf.constant(rng.standard_normal(x.shape).astype(np.float32))
+    results = []
+    for frame in (False, True):
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            y = layer(x, frame=frame)
+            loss = tf.reduce_sum(y * upstream)
+        results.append([y] + tape.gradient(loss, [x] + layer.trainable_weights))
+    for fused, export in zip(*results):
+        np.testing.assert_allclose(fused.numpy(), export.numpy(), rtol=1e-5, atol=1e-5)
+
+
+def test_streaming_graph_uses_the_frame_forms():
+    """The frame graph calls the export form: the LeakyReLU is relu/neg/relu/mul/add (one PRELU
+    after conversion), never the fused LeakyRelu op of the training form."""
+    from tinyse_tf.models import build_cruse, build_streaming_model
+
+    stream = build_streaming_model(build_cruse("student", norm="frame_ln"))
+    graph = tf.function(stream).get_concrete_function(
+        [tf.TensorSpec(i.shape, i.dtype) for i in stream.inputs]).graph
+    types = {op.type for op in graph.get_operations()}
+    assert "LeakyRelu" not in types and "Relu" in types
+    train = tf.function(build_cruse("student", norm="frame_ln")).get_concrete_function(
+        tf.TensorSpec([1, None, 80, 1])).graph
+    assert "LeakyRelu" in {op.type for op in train.get_operations()}
 
 
 # --------------------------------------------------------------------------- frame == sequence

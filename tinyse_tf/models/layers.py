@@ -50,6 +50,14 @@ class StreamingLayer:
         raise NotImplementedError
 
 
+class FrameFormLayer:
+    """Mixin of the stateless layers that run one function in two forms: ``call(x)`` in fused
+    TensorFlow ops (training and offline inference), ``call(x, frame=True)`` in the ops that the
+    int8 / Edge TPU export needs. ``tinyse_tf.models.streaming`` builds the frame graph with the
+    second; ``tests/models/test_layers.py`` checks that both give the same values and gradients.
+    """
+
+
 # --------------------------------------------------------------------------- causal convolutions
 @register_layer
 class CausalConv2D(StreamingLayer, keras.layers.Conv2D):
@@ -139,10 +147,13 @@ class CausalConv2DTranspose(StreamingLayer, keras.layers.Conv2DTranspose):
 
 # --------------------------------------------------------------------------- activations, norms
 @register_layer
-class EdgeLeakyReLU(keras.layers.Layer):
-    """LeakyReLU (0 < alpha < 1) written as ``relu(x) + relu(-x) * (-alpha)``, the pattern the
-    TFLite converter turns into one PRELU op: on the Edge TPU list, a TFLite Micro kernel, and in
-    int8 its input and output carry independent scales. Stateless; any shape [..., c].
+class EdgeLeakyReLU(FrameFormLayer, keras.layers.Layer):
+    """LeakyReLU (0 < alpha < 1). Frame form (export): ``relu(x) + relu(-x) * (-alpha)``, the
+    pattern the TFLite converter turns into one PRELU op: on the Edge TPU list, a TFLite Micro
+    kernel, and in int8 its input and output carry independent scales. Training form:
+    ``tf.nn.leaky_relu``, one fused op instead of five (with the norm's fused form, 10-13 % off a
+    teacher or G_tf KD step on the 2-core Intel Xeon VM, ``benchmarks/training_step.py``).
+    Stateless; any shape [..., c].
 
     Why not ``maximum(x, alpha * x)`` (MUL + MAXIMUM, the form used before): int8 MAXIMUM requires
     its inputs on its output's scale, so the converter gave the preceding norm's output the
@@ -159,7 +170,9 @@ class EdgeLeakyReLU(keras.layers.Layer):
             raise ValueError(f"EdgeLeakyReLU needs 0 < alpha < 1, got {alpha}")
         self.alpha = float(alpha)
 
-    def call(self, x):
+    def call(self, x, frame=False):
+        if not frame:
+            return tf.nn.leaky_relu(x, alpha=self.alpha)
         # The converter's PReLU pattern wants alpha as a constant of rank(x) - 1.
         neg_alpha = tf.constant(-self.alpha, dtype=x.dtype, shape=[1] * (x.shape.rank - 1))
         return tf.nn.relu(x) + tf.nn.relu(-x) * neg_alpha
@@ -230,12 +243,13 @@ class CumulativeLayerNorm(StreamingLayer, _ChannelAffine):
 
 
 @register_layer
-class FrameLayerNorm(_ChannelAffine):
+class FrameLayerNorm(FrameFormLayer, _ChannelAffine):
     """Per-frame layer norm over (freq, channels) with per-channel gain and bias.
 
-    Stateless and bounded: the int8-friendly alternative to ``CumulativeLayerNorm``. Written as
-    ``d = x - mean``, ``var = mean(d * d)``, ``d * rsqrt(var + eps) * gain + bias``: MEAN, SUB,
-    MUL, MEAN, ADD, RSQRT, MUL, MUL, ADD in TFLite. (SQUARED_DIFFERENCE has the same maths but its
+    Stateless and bounded: the int8-friendly alternative to ``CumulativeLayerNorm``. Frame form
+    (export): ``d = x - mean``, ``var = mean(d * d)``, ``d * rsqrt(var + eps) * gain + bias``:
+    MEAN, SUB, MUL, MEAN, ADD, RSQRT, MUL, MUL, ADD in TFLite. Training form: ``tf.nn.moments``
+    and ``tf.nn.batch_normalization`` (fused kernels, same function). (SQUARED_DIFFERENCE has the same maths but its
     int8 kernel is slow: it made the int8 student's invoke 2.3x the float one's, EDGE.md.)
 
     Shape: x [b, t, f, c] -> [b, t, f, c] (t = 1 in frame mode).
@@ -243,7 +257,10 @@ class FrameLayerNorm(_ChannelAffine):
 
     qat_kind = "output"
 
-    def call(self, x):
+    def call(self, x, frame=False):
+        if not frame:
+            mean, var = tf.nn.moments(x, axes=[2, 3], keepdims=True)
+            return tf.nn.batch_normalization(x, mean, var, self.bias, self.gain, self.epsilon)
         d = x - tf.reduce_mean(x, axis=[2, 3], keepdims=True)
         var = tf.reduce_mean(d * d, axis=[2, 3], keepdims=True)
         return d * tf.math.rsqrt(var + self.epsilon) * self.gain + self.bias

@@ -17,7 +17,7 @@ import numpy as np
 
 from tinyse_tf._tf import keras
 from tinyse_tf.models.cruse import build_cruse, config_from_model, cruse_graph
-from tinyse_tf.models.layers import StreamingLayer
+from tinyse_tf.models.layers import FrameFormLayer, StreamingLayer
 
 STATE_SUFFIX = "_state"
 OUTPUT_SUFFIX = "_out"
@@ -44,7 +44,7 @@ def build_streaming_model(model: keras.Model, batch_size: int = 1) -> keras.Mode
         if layer is None:
             return x
         if not isinstance(layer, StreamingLayer):
-            return layer(x)
+            return layer(x, frame=True) if isinstance(layer, FrameFormLayer) else layer(x)
         name = layer.name + STATE_SUFFIX
         states[name] = keras.Input(layer.state_shape(x.shape), batch_size=batch_size, name=name)
         y, new[name] = layer(x, state=states[name])
