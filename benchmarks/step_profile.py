@@ -22,7 +22,7 @@ import tempfile
 import time
 from collections import Counter
 
-from machine import emit_json  # benchmarks/: the script folder is on sys.path
+from machine import emit_json, machine  # benchmarks/: the script folder is on sys.path
 from training_step import CONFIGS, build_step
 
 
@@ -91,7 +91,7 @@ def profile(config, variant, steps, batch_size, clip_seconds=2.0, norm="frame_ln
     total = sum(by_part.values())
     return {"config": config, "variant": variant, "batch_size": batch_size,
             "wall_s_per_step_unprofiled": round(wall, 4), "op_ms_per_step": round(total, 1),
-            "threads": os.cpu_count(),
+            "threads": os.cpu_count(), "machine": machine(),
             "parts": {k: {"ms": round(v, 1), "share": round(v / total, 3)}
                       for k, v in by_part.most_common()},
             "top_op_types": {k: round(v, 1) for k, v in by_type.most_common(10)}}

@@ -12,7 +12,8 @@ machine slows all of them alike, and the fastest round counts. Variants:
 
 * ``base``: the ``--baseline`` tree (another checkout of tinyse_tf), plain graph step;
 * ``graph``: this tree, plain graph step; ``xla``: this tree, ``compile(jit_compile=True)``;
-* ``mixed``: this tree, ``mixed_float16`` policy (meant for GPUs: float16 is emulated on CPUs).
+* ``mixed``: this tree, ``mixed_float16`` policy (meant for GPUs: float16 is emulated on CPUs);
+* ``bf16``: this tree, ``mixed_bfloat16`` policy (CPUs with bfloat16 units, e.g. Intel AMX).
 
 Prints one JSON object and a markdown table: seconds per step, training examples/s, speed-up over
 the first variant, peak resident memory, the projected wall time of one epoch of the ``paper``
@@ -34,7 +35,8 @@ CONFIGS = {
     "student G_tf KD": {"student": "student", "teacher": "teacher"},
     "teacher PSA": {"student": "teacher", "teacher": None},
 }
-VARIANTS = ("base", "graph", "xla", "mixed")
+VARIANTS = ("base", "graph", "xla", "mixed", "bf16")
+POLICIES = {"mixed": "mixed_float16", "bf16": "mixed_bfloat16"}
 PAPER_EPOCH = (5000, 32)  # steps, batch size
 
 
@@ -44,8 +46,8 @@ def build_step(name, variant, batch_size, clip_seconds, norm):
     from tinyse_tf.distill import Distiller
     from tinyse_tf.models import build_cruse
 
-    if variant == "mixed":
-        keras.mixed_precision.set_global_policy("mixed_float16")
+    if variant in POLICIES:
+        keras.mixed_precision.set_global_policy(POLICIES[variant])
     cfg = CONFIGS[name]
     n = int(clip_seconds * 16000)
     noisy = tf.random.stateless_normal([batch_size, n], seed=[0, 0]) * 0.1
