@@ -9,7 +9,9 @@ The streaming students' int8 files run slower than their float32 files on x86 CP
 * norm: ``FrameLayerNorm`` (the package's: MEAN, SUB, MUL, MEAN, ADD, RSQRT, MUL, MUL, ADD) or
   none;
 * activation: ``EdgeLeakyReLU`` (the package's: one PRELU op), the same function written as
-  ``0.2 * x + 0.8 * relu(x)`` (MUL, RELU, MUL, ADD: also on the Edge TPU list), or none.
+  ``0.2 * x + 0.8 * relu(x)`` (MUL, RELU, MUL, ADD: also on the Edge TPU list), as one
+  LEAKY_RELU op (``tf.nn.leaky_relu``, the layer's training form: NOT on the Edge TPU list, shown
+  for comparison), or none.
 
 Each variant is exported float32 and full int8 with the package's converters (calibrated on random
 frames: only speed is measured) and timed with the default XNNPACK delegate, one thread,
@@ -34,7 +36,7 @@ from tinyse_tf.runtime.tflite import make_interpreter
 
 SHAPE = (1, 32, 16)  # [time = 1 frame, freq, channels]
 NORMS = ("frame_ln", "none")
-ACTIVATIONS = ("prelu", "relu_mix", "none")
+ACTIVATIONS = ("prelu", "relu_mix", "leaky_relu", "none")
 
 
 class ReluMixLeakyReLU(keras.layers.Layer):
@@ -52,12 +54,14 @@ def toy_model(norm: str, activation: str, blocks: int, seed: int = 0) -> keras.M
         x = keras.layers.Conv2D(SHAPE[-1], (1, 3), padding="same", name=f"conv{i}")(x)
         if norm == "frame_ln":
             layer = FrameLayerNorm(name=f"norm{i}")
-            x = layer(x)
+            x = layer(x, frame=True)  # the export form, as in the streaming graph
             # Gains and biases away from 1 and 0, as trained, so the converter cannot fold them.
             layer.set_weights([np.random.uniform(0.5, 1.5, w.shape).astype(np.float32)
                                for w in layer.get_weights()])
         if activation == "prelu":
-            x = EdgeLeakyReLU(0.2, name=f"act{i}")(x)
+            x = EdgeLeakyReLU(0.2, name=f"act{i}")(x, frame=True)
+        elif activation == "leaky_relu":
+            x = EdgeLeakyReLU(0.2, name=f"act{i}")(x)  # training form: LEAKY_RELU
         elif activation == "relu_mix":
             x = ReluMixLeakyReLU(name=f"act{i}")(x)
     return keras.Model(inp, x)
