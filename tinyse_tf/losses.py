@@ -19,8 +19,9 @@ from tinyse_tf.features import mel_mask_to_linear
 # Gram layout per granularity: the axis order that puts the bins first and the batch next
 # ([bins..., b, rest...]) and the number of bin axes; the rest (always including the channels, which
 # differ between teacher and student) is flattened and contracted by one batched MatMul.
-# (tf.einsum gave the same values 1.4x slower, forward + backward of all 9 KD layers, Intel Xeon
-# 2-core VM: its kernel does not use TensorFlow's oneDNN MatMul.)
+# (tf.einsum computes the same, but its CPU kernel does not use TensorFlow's oneDNN MatMul: a G_tf
+# KD step took 0.168 s with it and 0.158 s with this, benchmarks/training_step.py side by side,
+# 2-core Intel Xeon VM.)
 _GRAM_LAYOUT = {
     "tf": ([1, 2, 0, 3], 2),
     "t": ([1, 0, 2, 3], 1),

@@ -249,8 +249,9 @@ class FrameLayerNorm(FrameFormLayer, _ChannelAffine):
     Stateless and bounded: the int8-friendly alternative to ``CumulativeLayerNorm``. Frame form
     (export): ``d = x - mean``, ``var = mean(d * d)``, ``d * rsqrt(var + eps) * gain + bias``:
     MEAN, SUB, MUL, MEAN, ADD, RSQRT, MUL, MUL, ADD in TFLite. Training form: ``tf.nn.moments``
-    and ``tf.nn.batch_normalization`` (fused kernels, same function). (SQUARED_DIFFERENCE has the same maths but its
-    int8 kernel is slow: it made the int8 student's invoke 2.3x the float one's, EDGE.md.)
+    and ``tf.nn.batch_normalization`` (fused kernels, same function). (In the frame form,
+    SQUARED_DIFFERENCE has the same maths but its int8 kernel is slow: it made the int8 student's
+    invoke 2.3x the float one's, EDGE.md.)
 
     Shape: x [b, t, f, c] -> [b, t, f, c] (t = 1 in frame mode).
     """
