@@ -89,9 +89,21 @@ def _stacked(cell, side, attr):
 
 
 def _group_matmul(a, w, transpose_a=False):
-    """[g, m, k] x [g, k, n] -> [g, m, n] as one MatMul per group. (BatchMatMul is 2.5x slower
-    on CPUs for the teacher's 4 x [8, 240] x [240, 720] per frame; equal for the students.)"""
+    """[g, m, k] x [g, k, n] -> [g, m, n]: one MatMul per group in TensorFlow graphs (BatchMatMul
+    is 2.5x slower on CPUs for the teacher's 4 x [8, 240] x [240, 720] per frame; equal for the
+    students), one batched dot under XLA (the student's GRU forward + backward 6.8 -> 5.2 ms per
+    batch of 8 x 126 frames, 2-core Intel Xeon VM)."""
+    if _in_xla():
+        return tf.matmul(a, w, transpose_a=transpose_a)
     return tf.stack([tf.matmul(a[i], w[i], transpose_a=transpose_a) for i in range(w.shape[0])])
+
+
+def _in_xla():
+    """True while tracing a graph that XLA compiles (``jit_compile=True``)."""
+    from tf_keras.src.utils.control_flow_util import GraphOrParentsInXlaContext
+
+    return not tf.executing_eagerly() and GraphOrParentsInXlaContext(
+        tf.compat.v1.get_default_graph())
 
 
 @tf.custom_gradient
@@ -193,11 +205,9 @@ def keras_gru_sequence(cell, inputs):
 def _use_cudnn():
     """True while tracing a graph on a GPU machine, outside XLA. (Keras' device-selected kernel
     exists only in graphs; eager calls take the loop.)"""
-    from tf_keras.src.utils.control_flow_util import GraphOrParentsInXlaContext
-
     if tf.executing_eagerly() or not tf.config.list_logical_devices("GPU"):
         return False
-    return not GraphOrParentsInXlaContext(tf.compat.v1.get_default_graph())
+    return not _in_xla()
 
 
 @register_layer
