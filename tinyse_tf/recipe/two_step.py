@@ -570,7 +570,7 @@ def parse_args(argv=None, prog="two_step.py"):
                    help="tf.distribute strategy: mirrored = all local GPUs; multiworker = the "
                         "cluster in TF_CONFIG (run the same command on every worker)")
     p.add_argument("--jit", default="auto", choices=SPEED_CHOICES,
-                   help="XLA-compile the training step (auto: on without a GPU)")
+                   help="XLA-compile the training step (auto: the PSA-only stages without a GPU)")
     p.add_argument("--mixed-precision", default="auto", choices=SPEED_CHOICES,
                    help="float16 compute, float32 variables and losses (auto: on with a GPU)")
     p.add_argument("--int8", type=_int8_kinds, metavar="KIND,...",
