@@ -260,22 +260,29 @@ def test_fidelity_pairs_int8_with_float(exported):
 
 @pytest.mark.slow
 def test_int8_files_of_a_trained_student_keep_its_quality(tmp_path):
-    """A briefly trained student (300 steps), int8 PTQ and QAT against its float32 file on
-    held-out mixtures at -5 / 0 / 5 dB (real test-split recordings when ../shared/audio is
-    present): no int8 file may lose more than INT8_BUDGET at any SNR (the recipe's guard).
+    """A briefly trained student (300 steps), int8 PTQ and QAT files on held-out mixtures at -5 /
+    0 / 5 dB (real test-split recordings when ../shared/audio is present): no int8 file may lose
+    more than INT8_BUDGET at any SNR against the float32 file of its own weights: the PTQ file
+    against the trained model's, the QAT file against the QAT fine-tuned weights' (QAT also
+    trains: against the model before fine-tuning it moved -0.23 dB at -5 dB on the EPYC VM and
+    -0.33 / -0.51 dB on the Intel Xeon VM, both ways per SNR, which is training, not
+    quantization; README "int8 fidelity").
     Measured 2026-11-30 with ../shared/audio (-5 / 0 / +5 dB): float32 +3.85 / +3.44 / +2.00 dB
-    over the noisy input; int8 - float32 PTQ -0.03 / -0.01 / -0.00 dB, QAT -0.23 / +0.04 / +0.40."""
+    over the noisy input; int8 - float32 PTQ -0.03 / -0.01 / -0.00 dB."""
     from tinyse_tf.export.fidelity import INT8_BUDGET, budget_warnings, int8_gaps, score_files
+    from tinyse_tf.export.qat import qat_finetune
 
     model = _train(build_cruse("student", norm="frame_ln", seed=0), steps=300)
-    cal = noisy_pairs(8, 3.0, seed=11)
-    qat_data = _batches(noisy_pairs(32, 2.0, seed=12), 8)
-    paths = export_model(model, tmp_path, "s", representative_audio=[p[0] for p in cal],
-                         qat_dataset=qat_data, qat_steps=100)
+    audio = [p[0] for p in noisy_pairs(8, 3.0, seed=11)]
+    qat = qat_finetune(model, _batches(noisy_pairs(32, 2.0, seed=12), 8), steps=100,
+                       calibration_audio=audio)
+    paths = export_model(model, tmp_path, "s", representative_audio=audio, qat_result=qat)
+    paths["float32_qat"] = export_model(qat.model, tmp_path / "qat", "q", int8=())["float32"]
     pairs = {snr: noisy_pairs(10, 3.0, snr_db=snr, seed=5, split="test") for snr in (-5, 0, 5)}
     scores = score_files({k: str(p) for k, p in paths.items()}, pairs)
     gain = {snr: np.mean(v["si_sdr"]) for snr, v in scores["float32"].items()}
-    gaps = int8_gaps(scores, "float32")
+    gaps = {**int8_gaps({k: scores[k] for k in ("float32", "int8_ptq")}, "float32"),
+            **int8_gaps({k: scores[k] for k in ("float32_qat", "int8_qat")}, "float32_qat")}
     print("\nfloat32 ΔSI-SDR per SNR:", gain, "\nint8 - float32:", gaps)
     assert np.mean(list(gain.values())) > 1.0  # it learned something: the test means it
     assert not budget_warnings(gaps, INT8_BUDGET)
