@@ -11,6 +11,7 @@ in its own child process, so its peak memory is its own; rounds alternate the va
 machine slows all of them alike, and the fastest round counts. Variants:
 
 * ``base``: the ``--baseline`` tree (another checkout of tinyse_tf), plain graph step;
+  ``base_xla``: the same tree with ``compile(jit_compile=True)``;
 * ``graph``: this tree, plain graph step; ``xla``: this tree, ``compile(jit_compile=True)``;
 * ``mixed``: this tree, ``mixed_float16`` policy (meant for GPUs: float16 is emulated on CPUs);
 * ``bf16``: this tree, ``mixed_bfloat16`` policy (CPUs with bfloat16 units, e.g. Intel AMX).
@@ -35,7 +36,7 @@ CONFIGS = {
     "student G_tf KD": {"student": "student", "teacher": "teacher"},
     "teacher PSA": {"student": "teacher", "teacher": None},
 }
-VARIANTS = ("base", "graph", "xla", "mixed", "bf16")
+VARIANTS = ("base", "base_xla", "graph", "xla", "mixed", "bf16")
 POLICIES = {"mixed": "mixed_float16", "bf16": "mixed_bfloat16"}
 PAPER_EPOCH = (5000, 32)  # steps, batch size
 
@@ -55,7 +56,7 @@ def build_step(name, variant, batch_size, clip_seconds, norm):
     teacher = build_cruse(cfg["teacher"], norm=norm) if cfg["teacher"] else None
     d = Distiller(build_cruse(cfg["student"], seed=0, norm=norm), teacher,
                   gamma=0.5 if teacher else 0.0, kd_granularity="tf")
-    d.compile(optimizer=keras.optimizers.Adam(1e-3), jit_compile=variant == "xla")
+    d.compile(optimizer=keras.optimizers.Adam(1e-3), jit_compile=variant in ("xla", "base_xla"))
     return d.make_train_function(), iter(tf.data.Dataset.from_tensors((noisy, clean)).repeat())
 
 
@@ -93,7 +94,7 @@ def _pipeline(batch_size, clip_seconds):
 
 def _child(args, name, variant):
     """Time one configuration in a fresh process of this tree or of the baseline tree."""
-    tree = os.path.abspath(args.baseline if variant == "base" else os.path.dirname(
+    tree = os.path.abspath(args.baseline if variant.startswith("base") else os.path.dirname(
         os.path.dirname(os.path.abspath(__file__))))
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONPATH": tree}
     # The child runs this file (the baseline tree may not have this benchmark's options).
@@ -108,7 +109,8 @@ def _child(args, name, variant):
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--baseline", help="another tinyse_tf checkout to compare with (variant base)")
+    p.add_argument("--baseline",
+                   help="another tinyse_tf checkout to compare with (variants base, base_xla)")
     p.add_argument("--variants", default=None,
                    help=f"comma-separated subset of {','.join(VARIANTS)} (default: base if "
                         "--baseline is given, graph, xla)")
@@ -135,8 +137,9 @@ def main(argv=None):
     if unknown:
         p.error(f"unknown variant/configuration {unknown}; variants {VARIANTS}, "
                 f"configurations {list(CONFIGS)}")
-    if "base" in variants and not args.baseline:
-        p.error("variant base needs --baseline PATH (a checkout of the code to compare with)")
+    if any(v.startswith("base") for v in variants) and not args.baseline:
+        p.error("variants base and base_xla need --baseline PATH (a checkout of the code to "
+                "compare with)")
     runs = {(c, v): [] for c in configs for v in variants}
     for r in range(args.rounds):
         for c in configs:

@@ -15,9 +15,13 @@ The streaming students' int8 files run slower than their float32 files on x86 CP
 
 Each variant is exported float32 and full int8 with the package's converters (calibrated on random
 frames: only speed is measured) and timed with the default XNNPACK delegate, one thread,
-alternating variants round by round (best round kept). Reports per variant and dtype: ops, XNNPACK
-partitions (1 = the whole graph in XNNPACK; every op without an XNNPACK kernel for its type splits
-it), median invoke us, and int8 / float32. Prints JSON (stdout or ``--json``) and a table.
+alternating variants round by round (best round kept), and once more with TFLite's own kernels
+only (``BUILTIN_WITHOUT_DEFAULT_DELEGATES``: no XNNPACK, int8 through ruy/gemmlowp), to show
+whether leaving XNNPACK out would make int8 the faster file. Reports per variant and dtype: ops,
+XNNPACK partitions (1 = the whole graph in XNNPACK; every op without an XNNPACK kernel for its
+type splits it; also with XNNPACK's newest operator set, ``latest_features``), median invoke us
+with XNNPACK and without, and int8 / float32 (with XNNPACK). Prints JSON (stdout or ``--json``)
+and a table.
 """
 from __future__ import annotations
 
@@ -32,7 +36,6 @@ from streaming_latency import delegate_partitions, time_interpreter
 from tinyse_tf._tf import keras, tf
 from tinyse_tf.export.quantize import convert_float, convert_int8
 from tinyse_tf.models.layers import EdgeLeakyReLU, FrameLayerNorm
-from tinyse_tf.runtime.tflite import make_interpreter
 
 SHAPE = (1, 32, 16)  # [time = 1 frame, freq, channels]
 NORMS = ("frame_ln", "none")
@@ -74,25 +77,42 @@ def files(norm, activation, blocks) -> dict:
     return {"float32": convert_float(model), "int8": convert_int8(model, samples)}
 
 
+def _interpreter(flat, **options):
+    """A one-thread LiteRT interpreter of ``flat`` with zero inputs set (``options``: the
+    Interpreter's experimental_* arguments)."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    interp = Interpreter(model_content=flat, num_threads=1, **options)
+    interp.allocate_tensors()
+    for d in interp.get_input_details():
+        interp.set_tensor(d["index"], np.zeros(d["shape"], d["dtype"]))
+    return interp
+
+
 def run(blocks, frames, rounds) -> dict:
+    from ai_edge_litert.interpreter import OpResolverType
+
     interps, results = {}, {}
     for norm in NORMS:
         for act in ACTIVATIONS:
             for dtype, flat in files(norm, act, blocks).items():
-                interp = make_interpreter(flat)
-                for d in interp.get_input_details():
-                    interp.set_tensor(d["index"], np.zeros(d["shape"], d["dtype"]))
-                ops = Counter(op["op_name"] for op in interp._get_ops_details()
-                              if op["op_name"] != "DELEGATE")
+                interp = _interpreter(flat)  # the default: XNNPACK, as StreamingEnhancer runs
+                builtin = _interpreter(flat, experimental_op_resolver_type=(
+                    OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES))
+                latest = _interpreter(flat, experimental_default_delegate_latest_features=True)
+                ops = Counter(op["op_name"] for op in builtin._get_ops_details())
                 key = f"{norm}/{act}/{dtype}"
-                interps[key] = interp
+                interps[key] = {"invoke_us": interp, "builtin_invoke_us": builtin}
                 results[key] = {"norm": norm, "activation": act, "dtype": dtype,
-                                "xnnpack_partitions": delegate_partitions(interp), "ops": dict(ops)}
+                                "xnnpack_partitions": delegate_partitions(interp),
+                                "xnnpack_latest_partitions": delegate_partitions(latest),
+                                "ops": dict(ops)}
     for i in range(rounds):
         print(f"round {i + 1}/{rounds}", file=sys.stderr)
-        for key, interp in interps.items():
-            us = time_interpreter(interp, frames, warmup=100)["median_us"]
-            results[key]["invoke_us"] = min(us, results[key].get("invoke_us", us))
+        for key, pair in interps.items():
+            for field, interp in pair.items():
+                us = time_interpreter(interp, frames, warmup=100)["median_us"]
+                results[key][field] = min(us, results[key].get(field, us))
     for norm in NORMS:
         for act in ACTIVATIONS:
             pair = [results[f"{norm}/{act}/{d}"] for d in ("int8", "float32")]
@@ -102,12 +122,14 @@ def run(blocks, frames, rounds) -> dict:
 
 
 def table(report) -> str:
-    lines = ["| norm | activation | dtype | ops | XNNPACK partitions | invoke us | int8/float32 |",
-             "|---|---|---|---|---|---|---|"]
+    lines = ["| norm | activation | dtype | ops | XNNPACK partitions (latest features) | invoke us "
+             "| int8/float32 | invoke us without XNNPACK |", "|---|---|---|---|---|---|---|---|"]
     for r in report["results"]:
         ratio = f"{r['int8_over_float32']:.2f}" if "int8_over_float32" in r else ""
         lines.append(f"| {r['norm']} | {r['activation']} | {r['dtype']} | {sum(r['ops'].values())} "
-                     f"| {r['xnnpack_partitions']} | {r['invoke_us']:.1f} | {ratio} |")
+                     f"| {r['xnnpack_partitions']} ({r['xnnpack_latest_partitions']}) | {r['invoke_us']:.1f} "
+                     f"| {ratio} "
+                     f"| {r['builtin_invoke_us']:.1f} |")
     return "\n".join(lines)
 
 
