@@ -36,6 +36,7 @@ from streaming_latency import delegate_partitions, time_interpreter
 from tinyse_tf._tf import keras, tf
 from tinyse_tf.export.quantize import convert_float, convert_int8
 from tinyse_tf.models.layers import EdgeLeakyReLU, FrameLayerNorm
+from tinyse_tf.runtime.tflite import make_interpreter
 
 SHAPE = (1, 32, 16)  # [time = 1 frame, freq, channels]
 NORMS = ("frame_ln", "none")
@@ -78,12 +79,8 @@ def files(norm, activation, blocks) -> dict:
 
 
 def _interpreter(flat, **options):
-    """A one-thread LiteRT interpreter of ``flat`` with zero inputs set (``options``: the
-    Interpreter's experimental_* arguments)."""
-    from ai_edge_litert.interpreter import Interpreter
-
-    interp = Interpreter(model_content=flat, num_threads=1, **options)
-    interp.allocate_tensors()
+    """A one-thread interpreter of ``flat`` (``make_interpreter`` with ``options``), inputs zero."""
+    interp = make_interpreter(flat, **options)
     for d in interp.get_input_details():
         interp.set_tensor(d["index"], np.zeros(d["shape"], d["dtype"]))
     return interp

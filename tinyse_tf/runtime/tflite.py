@@ -44,13 +44,14 @@ def load_edgetpu_delegate(library: str = EDGETPU_LIBRARY):
 
 
 def make_interpreter(model_content: bytes | None = None, model_path=None, num_threads: int = 1,
-                     delegates=None):
-    """An ``ai_edge_litert`` interpreter with tensors allocated."""
+                     delegates=None, **options):
+    """An ``ai_edge_litert`` interpreter with tensors allocated (``options``: further
+    ``Interpreter`` arguments, e.g. ``experimental_op_resolver_type``)."""
     from ai_edge_litert.interpreter import Interpreter
 
     interp = Interpreter(model_content=model_content,
                          model_path=None if model_path is None else str(model_path),
-                         num_threads=num_threads, experimental_delegates=delegates)
+                         num_threads=num_threads, experimental_delegates=delegates, **options)
     interp.allocate_tensors()
     return interp
 
