@@ -116,6 +116,17 @@ def test_two_step_history_switches_phase(smoke_run):
     assert gammas == [1.0, 0.0, 0.0, 0.0]  # smoke: 1 of 4 epochs in step 1
 
 
+def test_stop_after_teacher_trains_the_chosen_teacher_only(tmp_path):
+    out = tmp_path / "run"
+    proc = _recipe("--preset", "smoke", "--out", str(out), "--teacher", "student_30k",
+                   "--stop-after", "teacher", "--quiet")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert json.loads((out / "config.json").read_text())["teacher"] == "student_30k"
+    assert sorted(p.name for p in (out / "models").iterdir()) == ["teacher.keras"]
+    header = (out / "train" / "teacher" / "history.csv").read_text().splitlines()[0]
+    assert {"cpu_hours", "wall_hours", "val_si_sdr"} <= set(header.split(","))
+
+
 def test_rerun_skips_finished_stages(smoke_run):
     base, out, _ = smoke_run
     proc = _recipe("--preset", "smoke", "--out", str(out), "--data-dir", str(base / "data"),

@@ -84,6 +84,14 @@ def test_sigkill_mid_epoch_then_rerun_matches_uninterrupted(tmp_path):
     np.testing.assert_allclose(resumed["sum"], reference["sum"], rtol=1e-5)
     assert resumed["iterations"] == reference["iterations"] == 12
     assert resumed["gamma"] == reference["gamma"] == 0.0
+    # The stage's clock sums both invocations: the killed one slept 1 s a batch, so its two
+    # checkpointed epochs took >= 6 s of wall time, and the resumed epochs continue from there.
+    import csv
+    rows = list(csv.DictReader((workdir / "history.csv").open()))
+    wall = [float(r["wall_hours"]) * 3600 for r in rows]
+    cpu = [float(r["cpu_hours"]) for r in rows]
+    assert len(rows) == 4 and wall[1] >= 6.0 and wall == sorted(wall) and cpu == sorted(cpu)
+    assert json.loads((workdir / "clock.json").read_text())["epoch"] == 4
 
 
 def test_corrupt_last_checkpoint_falls_back_to_previous(tmp_path):

@@ -9,6 +9,7 @@ equals an uninterrupted run of the same seed up to floating-point reduction orde
 import json
 import os
 import pathlib
+import time
 
 from tinyse_tf._tf import keras, tf
 from tinyse_tf.atomic import atomic_path, atomic_write_json
@@ -58,6 +59,34 @@ class _EpochCheckpoint(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         self.epoch_var.assign(epoch + 1)
         self.manager.save(checkpoint_number=epoch + 1)
+
+
+class CpuClock(keras.callbacks.Callback):
+    """Adds ``cpu_hours`` and ``wall_hours`` to every epoch's logs (so ``history.csv`` has them):
+    this process's CPU time (all threads: training step and input pipeline) and wall time spent
+    in the stage so far, summed over resumed invocations through ``<workdir>/clock.json``. Used
+    for learning curves of quality against compute (benchmarks/learning_curve.py)."""
+
+    def __init__(self, workdir, done_epochs, write=True):
+        super().__init__()
+        self.path, self.write = pathlib.Path(workdir) / "clock.json", write
+        # Written after each epoch's checkpoint: a kill between the two writes counts that
+        # epoch's time twice at most. No checkpoint restored (``done_epochs`` 0): start at 0.
+        record = (json.loads(self.path.read_text())
+                  if done_epochs and self.path.exists() else {})
+        self.base = {k: float(record.get(k, 0.0)) for k in ("cpu_s", "wall_s")}
+
+    def on_train_begin(self, logs=None):
+        self.cpu0, self.wall0 = time.process_time(), time.time()
+
+    def on_epoch_end(self, epoch, logs=None):
+        cpu = self.base["cpu_s"] + time.process_time() - self.cpu0
+        wall = self.base["wall_s"] + time.time() - self.wall0
+        if logs is not None:
+            logs["cpu_hours"], logs["wall_hours"] = cpu / 3600, wall / 3600
+        if self.write:
+            atomic_write_json(self.path, {"epoch": epoch + 1, "cpu_s": round(cpu, 1),
+                                          "wall_s": round(wall, 1)})
 
 
 class KeepBest(keras.callbacks.Callback):
@@ -133,12 +162,12 @@ def fit_resumable(distiller, make_dataset, epochs, steps_per_epoch, workdir, cal
     if done:
         log(f"resuming {workdir.name} after epoch {done}/{epochs}")
     dataset = make_dataset().skip(done * steps_per_epoch)
-    cbs = list(callbacks) + [
-        _EpochCheckpoint(manager, epoch_var),
-        keras.callbacks.CSVLogger(str(workdir / f"history{suffix}.csv"), append=True),
-        keras.callbacks.TensorBoard(str(workdir / f"tensorboard{suffix}"), write_graph=False,
-                                    profile_batch=0),
-    ]
+    # The clock first, so the CSV logger (and KeepBest) see its columns.
+    cbs = [CpuClock(workdir, done, write=worker is None), *callbacks,
+           _EpochCheckpoint(manager, epoch_var),
+           keras.callbacks.CSVLogger(str(workdir / f"history{suffix}.csv"), append=True),
+           keras.callbacks.TensorBoard(str(workdir / f"tensorboard{suffix}"), write_graph=False,
+                                       profile_batch=0)]
     return distiller.fit(dataset, epochs=epochs, initial_epoch=done, steps_per_epoch=steps_per_epoch,
                          validation_data=validation_data, validation_steps=validation_steps,
                          callbacks=cbs, verbose=verbose)

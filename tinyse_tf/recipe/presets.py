@@ -145,6 +145,13 @@ PRESETS = {
                             student_epochs=40, step1_epochs=10, test_clips=25,
                             builtin_weight=0.2, reverb_prob=0.2, eq_prob=0.3, bandlimit_prob=0.1,
                             lr_schedule="cosine", keep="best"),
+    # The flagship campaign (docs/RESULTS.md, "Flagship campaign"): the release data mix with the
+    # enlarged real noise, 5x the release teacher's steps and 2.5x its students'; tens of CPU
+    # hours, run over several sessions from its checkpoints. --teacher picks the candidate.
+    "flagship": RecipeConfig(steps_per_epoch=100, validation_steps=30, teacher_epochs=150,
+                             student_epochs=100, step1_epochs=25, test_clips=25,
+                             builtin_weight=0.2, reverb_prob=0.2, eq_prob=0.3, bandlimit_prob=0.1,
+                             lr_schedule="cosine", keep="best"),
     # The paper's schedule (METHOD.md section 4): for a GPU and DNS Challenge folders.
     "paper": RecipeConfig(clip_seconds=2.0, batch_size=32, steps_per_epoch=5000,
                           validation_steps=100, learning_rate=6e-5, teacher_epochs=100,

@@ -547,6 +547,8 @@ def parse_args(argv=None, prog="two_step.py"):
                         "--speech-dir/--noise-dir: their prepared shards (`tinyse prepare-data "
                         "-o`), written there if missing (default: <out>/data)")
     p.add_argument("--student", help="student preset (student, student_30k, student_240k, ...)")
+    p.add_argument("--teacher", help="teacher preset (teacher = the paper's 1.9 M, or a smaller "
+                                     "CRUSE such as student_350k)")
     p.add_argument("--teacher-checkpoint", metavar="FILE|pretrained",
                    help="reuse a trained teacher: a .keras file, or 'pretrained' for the shipped "
                         "one (tinyse_tf.pretrained('teacher'))")
@@ -581,6 +583,9 @@ def parse_args(argv=None, prog="two_step.py"):
                         "--int8-check-noise): int8 - float32 per input SNR is reported on "
                         "mixtures of these as well as of the validation split")
     p.add_argument("--int8-check-noise", metavar="DIR", help="real noise recordings, see above")
+    p.add_argument("--stop-after", choices=("teacher",),
+                   help="stop once this stage is trained (e.g. teacher learning curves); rerun "
+                        "without it, same options, to continue the run")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     return p.parse_args(argv)
 
@@ -629,7 +634,8 @@ def open_run(preset, cfg, out, speech_dir=None, noise_dir=None, data_dir=None,
 
 def config_from_args(args):
     """The RecipeConfig of parsed arguments: the preset with the options given."""
-    return get_preset(args.preset, student=args.student, kd_granularity=args.kd_granularity,
+    return get_preset(args.preset, student=args.student, teacher=args.teacher,
+                      kd_granularity=args.kd_granularity,
                       seed=args.seed, norm=args.norm, kd_reduction=args.kd_reduction,
                       kd_normalize=args.kd_normalize, kd_layers=args.kd_layers,
                       reset_optimizer=args.reset_optimizer, int8=args.int8,
@@ -651,6 +657,12 @@ def run(args):
                  args.teacher_checkpoint, verbose=0 if args.quiet else 1, strategy=args.strategy,
                  jit=args.jit, mixed_precision=args.mixed_precision,
                  int8_check_dirs=_int8_check_dirs(args))
+    if args.stop_after == "teacher":
+        if not args.teacher_checkpoint:
+            r.train_teacher()
+        _log(f"stopping after the teacher (--stop-after); {out / 'train' / 'teacher'} has its "
+             "history.csv")
+        return None
     models = r.train_all()
     if not r.is_chief:
         _log("worker done; the chief evaluates and writes the report")
