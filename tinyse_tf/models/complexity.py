@@ -5,7 +5,7 @@ transposed convolutions, 1x1 skips and GRU Dense layers for one 16 ms frame, ign
 normalisation, activations and element-wise gate arithmetic. A transposed conv is counted per
 input position (each input value meets every kernel weight once), which equals the work of the
 equivalent strided conv. This is why the numbers differ from the paper's "MOps", which do not
-reproduce from its stated architecture (METHOD.md section 2).
+reproduce from its stated architecture (docs/DESIGN.md, B.14).
 """
 from tinyse_tf.models.config import CruseConfig, get_config
 from tinyse_tf.models.cruse import decoder_channels
