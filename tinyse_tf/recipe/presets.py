@@ -135,12 +135,13 @@ PRESETS = {
                           validation_steps=1, teacher_epochs=2, student_epochs=4, step1_epochs=1,
                           test_clips=2, test_clip_seconds=2.0, qat_steps=3,
                           metrics=("si_sdr", "sdr", "pesq", "estoi")),
-    # The default: the whole method on the built-in corpus in about 30 minutes on 2 idle CPU cores (README).
+    # The default: the whole method on the built-in corpus in about 30 minutes on 2 idle CPU cores
+    # (docs/BENCHMARKS.md).
     "demo": RecipeConfig(),
     # The shipped models (tinyse_tf.pretrained): real recordings (--speech-dir/--noise-dir, e.g.
     # LibriSpeech + recorded noise) with a fifth of the clips from the built-in corpus, DNS-style
     # augmentation, cosine learning rate, best validation SI-SDR kept; about 90 minutes on 2 CPU
-    # cores (README, docs/MODELS.md).
+    # cores (docs/RECIPE.md, docs/models/).
     "release": RecipeConfig(steps_per_epoch=100, validation_steps=30, teacher_epochs=30,
                             student_epochs=40, step1_epochs=10, test_clips=25,
                             builtin_weight=0.2, reverb_prob=0.2, eq_prob=0.3, bandlimit_prob=0.1,
