@@ -4,15 +4,6 @@ from __future__ import annotations
 import json
 import os
 import platform
-from pathlib import Path
-
-ROOT = Path(__file__).resolve().parents[1]  # the repository
-
-
-def repo_relative(path) -> str:
-    """``path`` as a report records it: relative to the repository root (e.g.
-    ``../shared/audio/speech/test``), so a JSON kept in docs/results names no machine's folders."""
-    return os.path.relpath(Path(path).resolve(), ROOT)
 
 
 def cpu_name() -> str:
