@@ -244,13 +244,13 @@ def main(argv=None):
     from tinyse_tf.data import list_audio
     from tinyse_tf.export.fidelity import mixtures_by_snr
 
-    try:
-        speech, noise = list_audio(args.speech), list_audio(args.noise)
+    try:  # the peers first: without them there is nothing to compare with
         enhancers = {CLASSICAL: log_mmse(), GTCRN: peers.gtcrn(args.peers),
                      DTLN: peers.dtln(args.peers)}
         costs = {GTCRN: peers.gtcrn_cost(args.peers), DTLN: peers.dtln_cost(args.peers)}
         checks = {GTCRN: peers.check(args.peers, "gtcrn", enhancers[GTCRN]),
                   DTLN: peers.check(args.peers, "dtln", enhancers[DTLN])}
+        speech, noise = list_audio(args.speech), list_audio(args.noise)
     except (OSError, ValueError) as err:
         p.error(str(err))
     except ImportError as err:

@@ -52,7 +52,8 @@ def test_tiny_side_by_side_run(peers_folder, tmp_path):
 
 def test_missing_peers_folder_gives_one_line(tmp_path):
     proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "vs_peers.py"), "--peers",
-                           str(tmp_path)], capture_output=True, text=True, timeout=300)
+                           str(tmp_path), "--speech", str(tmp_path), "--noise", str(tmp_path)],
+                          capture_output=True, text=True, timeout=300)
     assert proc.returncode == 2 and "gtcrn_simple.onnx: no such file" in proc.stderr
 
 
