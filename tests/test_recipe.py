@@ -116,6 +116,23 @@ def test_two_step_history_switches_phase(smoke_run):
     assert gammas == [1.0, 0.0, 0.0, 0.0]  # smoke: 1 of 4 epochs in step 1
 
 
+def test_validation_score_reproduces_the_runs_own_validation_si_sdr(smoke_run):
+    """benchmarks/validation_score.py scores a model on a run's validation stream exactly as the
+    run scored its epochs: the teacher (smoke keeps the last epoch) gets its last val_si_sdr."""
+    import csv
+
+    base, out, _ = smoke_run
+    scores = base / "scores.json"
+    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "validation_score.py"),
+                           str(out), str(out / "models" / "teacher.keras"), "--data-dir",
+                           str(base / "data"), "--json", str(scores)], capture_output=True,
+                          text=True, timeout=600, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    score = json.loads(scores.read_text())["val_si_sdr"][str(out / "models" / "teacher.keras")]
+    last = list(csv.DictReader((out / "train" / "teacher" / "history.csv").open()))[-1]
+    assert score == pytest.approx(float(last["val_si_sdr"]), abs=2e-3)
+
+
 def test_stop_after_teacher_trains_the_chosen_teacher_only(tmp_path):
     out = tmp_path / "run"
     proc = _recipe("--preset", "smoke", "--out", str(out), "--teacher", "student_30k",

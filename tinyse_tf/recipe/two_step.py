@@ -131,7 +131,10 @@ class Run:
         _log(f"data: {counts}; {len(self.test_items)} test files")
         return counts
 
-    def _dataset(self, split, seed_offset, repeat=True, seed=None, snr_measure=None):
+    def dataset(self, split, seed_offset, repeat=True, seed=None, snr_measure=None):
+        """The run's ``(noisy [b, n], clean [b, n])`` batches of ``split`` ("train", "valid"),
+        seeded by the config's seed (or ``seed``) + ``seed_offset``: the training stream
+        (with the built-in share and augmentation) or the validation stream every stage scores."""
         from tinyse_tf.data import mixture_dataset, worker_input_context
 
         seed = self.cfg.seed if seed is None else seed
@@ -192,10 +195,10 @@ class Run:
                 if self.cfg.keep == "best" else None)
         # Every stage sees the same training stream (seed), so students differ only by objective.
         data = dict(seed=seed, snr_measure=snr_measure)
-        fit_resumable(distiller, lambda: self._dataset("train", 0, **data),
+        fit_resumable(distiller, lambda: self.dataset("train", 0, **data),
                       epochs=epochs, steps_per_epoch=self.cfg.steps_per_epoch,
                       workdir=workdir, callbacks=[*callbacks, *([keep] if keep else [])],
-                      validation_data=self._dataset("valid", 1, **data),
+                      validation_data=self.dataset("valid", 1, **data),
                       validation_steps=self.cfg.validation_steps, verbose=self.verbose, log=_log)
         if keep is not None and keep.best:
             student.load_weights(keep.path)
@@ -314,7 +317,7 @@ class Run:
             t0 = time.time()
             speech, noise = self.corpus.split("valid")
             calibration = [n for n, _ in noisy_mixtures(speech, noise, n_clips=8, seed=seed)]
-            qat_data = self._dataset("train", 2, seed=seed).take(self.cfg.qat_steps)
+            qat_data = self.dataset("train", 2, seed=seed).take(self.cfg.qat_steps)
             paths = export_model(model, out, key, int8=int8, representative_audio=calibration,
                                  qat_dataset=qat_data, qat_steps=self.cfg.qat_steps, seed=seed)
             atomic_write_json(done, {k: str(v) for k, v in paths.items()})

@@ -1,0 +1,79 @@
+"""Score Keras models on a recipe run's validation stream, as the run scores its own epochs.
+
+    python benchmarks/validation_score.py runs/campaign/teacher_350k student teacher \
+        runs/campaign/teacher_350k/models/teacher.keras --data-dir runs/campaign/data
+
+The run folder's ``config.json`` fixes the validation stream (speakers, noises, SNRs, seed,
+``validation_steps`` batches); each model (a shipped name, a ``.keras`` file, or a
+``best.h5`` of a stage folder, built from the run's teacher preset) is scored with
+``Distiller.evaluate``: the ``val_si_sdr`` a learning curve of that run plots (mean SI-SDR in dB
+of the enhanced validation batches). So models from elsewhere (e.g. the shipped student) can be
+drawn on a run's learning curve. Reads the run folder; writes nothing there.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import sys
+from pathlib import Path
+
+from machine import emit_json
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+
+
+def load(model, preset, norm):
+    from tinyse_tf import pretrained
+    from tinyse_tf._tf import keras
+    from tinyse_tf.models import build_cruse
+
+    path = Path(model)
+    if path.suffix == ".h5":
+        net = build_cruse(preset, norm=norm)
+        net.load_weights(path)
+        return net
+    return keras.models.load_model(path) if path.suffix == ".keras" else pretrained(model)
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("run", help="recipe run folder (its config.json fixes the validation stream)")
+    p.add_argument("models", nargs="+", help="shipped names, .keras files or stage best.h5 files")
+    p.add_argument("--data-dir", help="the run's --data-dir, if it had one")
+    p.add_argument("--json", help="write the scores here instead of stdout")
+    args = p.parse_args(argv)
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    from tinyse_tf._tf import keras
+    from tinyse_tf.distill import Distiller
+    from tinyse_tf.recipe.presets import RecipeConfig
+    from tinyse_tf.recipe.two_step import Run
+
+    run = Path(args.run)
+    try:
+        record = json.loads((run / "config.json").read_text())
+    except (OSError, ValueError) as err:
+        p.error(f"{run / 'config.json'}: {err}; give a recipe run folder")
+    fields = {f.name for f in dataclasses.fields(RecipeConfig)}
+    cfg = RecipeConfig(**{k: tuple(v) if isinstance(v, list) else v
+                          for k, v in record.items() if k in fields})
+    keras.utils.set_random_seed(cfg.seed)
+    r = Run(cfg, run, record.get("speech_dir"), record.get("noise_dir"), args.data_dir, verbose=0)
+    r.prepare_data()
+    scores = {}
+    for model in args.models:
+        distiller = Distiller(load(model, cfg.teacher, cfg.norm))
+        distiller.compile(optimizer=keras.optimizers.Adam())
+        logs = distiller.evaluate(r.dataset("valid", 1), steps=cfg.validation_steps,
+                                  return_dict=True, verbose=0)
+        scores[model] = round(float(logs["si_sdr"]), 3)
+        print(f"{model}: validation SI-SDR {scores[model]:.2f} dB", file=sys.stderr)
+    emit_json({"run": run.name, "validation_steps": cfg.validation_steps, "val_si_sdr": scores},
+              args.json)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
