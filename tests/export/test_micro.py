@@ -187,6 +187,15 @@ def test_stream_matches_litert_within_the_stated_bound(micro):
     assert all(v["max_lsb"] == 1 for v in differing.values()), differing
 
 
+def test_tflm_differs_from_litert_reference_kernels_only_in_fully_connected(micro):
+    """Against LiteRT's reference kernels (BUILTIN_REF), the family TFLM's kernels come from,
+    only FULLY_CONNECTED differs, by 1 LSB: TFLM requantizes it with double rounding, LiteRT's
+    reference kernel with single rounding (benchmarks/micro_fidelity.py reproduces both)."""
+    differing = json.loads(_read(micro, "_micro.json"))["litert_reference_kernel_differences"]
+    assert set(differing) <= {"FULLY_CONNECTED"}, differing
+    assert all(v["max_lsb"] == 1 for v in differing.values()), differing
+
+
 def test_micro_stream_enhances_like_litert(micro):
     """The audio out of FrameStream(MicroFrameModel) is the LiteRT stream's, up to those LSBs."""
     from tinyse_tf.runtime import FrameStream, StreamingEnhancer

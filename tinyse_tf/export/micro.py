@@ -36,7 +36,7 @@ from tinyse_tf.constants import COMPRESSION, HOP, N_BINS, N_FFT, N_MELS, SAMPLE_
 from tinyse_tf.export.contract import int8_violations
 from tinyse_tf.export.tflite_ops import NotATfliteFile, read_model_bytes
 from tinyse_tf.runtime.contract import STATE_OUTPUT_SUFFIX
-from tinyse_tf.runtime.tflite import TfliteFrameModel
+from tinyse_tf.runtime.tflite import TfliteFrameModel, make_interpreter
 
 #: Fraction added to the measured arena (then rounded up to 1 KiB) for the bytes a Cortex-M build
 #: may need beyond the host measurement: CMSIS-NN scratch buffers that the reference kernels
@@ -206,9 +206,12 @@ class MicroFrameModel(TfliteFrameModel):
         return self._mask.dequantize(micro.get_output(pout[self._mask.index])).reshape(-1)
 
 
-def kernel_differences(model_content: bytes, trials: int = 8, seed: int = 0) -> dict:
-    """Operators whose int8 output differs between TFLM and LiteRT's default CPU kernels (the
-    ones ``StreamingEnhancer`` runs) when both get identical inputs.
+def kernel_differences(model_content: bytes, trials: int = 8, seed: int = 0,
+                       reference_kernels: bool = False) -> dict:
+    """Operators whose int8 output differs between TFLM and LiteRT when both get identical
+    inputs: LiteRT's default CPU kernels (the ones ``StreamingEnhancer`` runs), or with
+    ``reference_kernels`` its reference kernels (``OpResolverType.BUILTIN_REF``), the family
+    TFLM's kernels come from.
 
     Both interpreters run the file on the same random int8 inputs with every tensor kept; an
     operator counts when all its non-constant inputs agree and an output does not.
@@ -217,13 +220,15 @@ def kernel_differences(model_content: bytes, trials: int = 8, seed: int = 0) -> 
         ``{operator type: {"max_lsb": int, "ops_differing": int}}`` (empty: bit-exact per
         operator on these inputs); ``ops_differing`` counts (operator, trial) pairs.
     """
-    from ai_edge_litert.interpreter import Interpreter
+    from ai_edge_litert.interpreter import OpResolverType
 
     sg = read_model_bytes(model_content).main
+    resolver = (OpResolverType.BUILTIN_REF if reference_kernels else OpResolverType.AUTO)
     with warnings.catch_warnings():  # "preserve_all_tensors is for debugging": it is, here
         warnings.simplefilter("ignore", UserWarning)
-        litert = Interpreter(model_content=model_content, experimental_preserve_all_tensors=True)
-    litert.allocate_tensors()
+        litert = make_interpreter(model_content=model_content,
+                                  experimental_preserve_all_tensors=True,
+                                  experimental_op_resolver_type=resolver)
     micro = micro_interpreter(model_content, preserve_all_tensors=True)
     rng = np.random.default_rng(seed)
     found: dict = {}
@@ -540,6 +545,8 @@ def micro_report(model_content: bytes, name: str, arena_margin: float = ARENA_MA
         "frontend_per_hop": front,
         "hop_ms": 1000.0 * HOP / SAMPLE_RATE,
         "litert_kernel_differences": kernel_differences(model_content),
+        "litert_reference_kernel_differences": kernel_differences(model_content,
+                                                                  reference_kernels=True),
         "sha256": hashlib.sha256(model_content).hexdigest(),
     }
     if contract:
