@@ -34,7 +34,7 @@ import warnings
 from pathlib import Path
 
 import numpy as np
-from machine import machine  # benchmarks/machine.py: the script folder is on sys.path
+from machine import machine, write_report  # benchmarks/machine.py: the script folder is on sys.path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from streaming_latency import SHARED_AUDIO  # noqa: E402
@@ -71,7 +71,7 @@ def fully_connected_rounding(content: bytes, trials: int = 8, seed: int = 0) -> 
     "double_matches_litert_ref", "single_matches_tflm", "single_matches_litert_ref"}``."""
     from ai_edge_litert.interpreter import OpResolverType
 
-    from tinyse_tf.export.micro import micro_interpreter
+    from tinyse_tf.export.micro import invoke_both_on_random_inputs, micro_interpreter
     from tinyse_tf.export.tflite_ops import read_model_bytes
     from tinyse_tf.runtime.tflite import make_interpreter
 
@@ -87,12 +87,7 @@ def fully_connected_rounding(content: bytes, trials: int = 8, seed: int = 0) -> 
                            "double_matches_litert_ref", "single_matches_tflm",
                            "single_matches_litert_ref"), 0)
     for _ in range(trials):
-        for position, t in enumerate(sg.inputs):
-            x = rng.integers(-128, 128, sg.tensors[t].shape).astype(np.int8)
-            ref.set_tensor(t, x)
-            micro.set_input(x, position)
-        ref.invoke()
-        micro.invoke()
+        invoke_both_on_random_inputs(ref, micro, sg, rng)
         for op in sg.ops:
             if op.display_name != "FULLY_CONNECTED":
                 continue
@@ -248,12 +243,7 @@ def main(argv=None):
     report = {"command": "python benchmarks/micro_fidelity.py " + " ".join(sys.argv[1:]),
               "machine": machine(), **run(args.model, args.files, args.seconds,
                                           args.random_frames, args.random_runs)}
-    text = markdown(report)
-    from tinyse_tf.atomic import atomic_write_json, atomic_write_text
-
-    atomic_write_json(f"{args.out}.json", report)
-    atomic_write_text(f"{args.out}.md", text)
-    print(text)
+    write_report(args.out, report, markdown(report))
 
 
 if __name__ == "__main__":

@@ -26,7 +26,7 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
-from machine import machine  # benchmarks/machine.py: the script folder is on sys.path
+from machine import machine, write_report  # benchmarks/machine.py: the script folder is on sys.path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from micro_budget import test_recording  # noqa: E402
@@ -164,12 +164,7 @@ def main(argv=None):
     work = args.work or Path(tempfile.mkdtemp(prefix="tinyse_firmware_"))
     work.mkdir(parents=True, exist_ok=True)
     report = run(args.presets, args.targets, args.tflm_tar, args.hops, work)
-    table = markdown(report)
-    from tinyse_tf.atomic import atomic_write_json, atomic_write_text
-
-    atomic_write_json(f"{args.out}.json", report)
-    atomic_write_text(f"{args.out}.md", table)
-    print(table)
+    write_report(args.out, report, markdown(report))
 
 
 if __name__ == "__main__":

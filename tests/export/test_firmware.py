@@ -4,8 +4,8 @@ the Python TFLM interpreter of the tflite-micro wheel.
 
 Default run: the host build (g++, TFLM reference kernels) of the shipped int8 student, exactly as
 a user gets it from the command line: masks and states bit for bit. The TFLM library is compiled
-once per test session into a temporary folder (only the runtime and the model's kernels, -O1)
-and its time printed. ``slow``: the Cortex-M4F build (CMSIS-NN) under QEMU, within the bound
+once per test session into a temporary folder (only the runtime and the model's kernels, -O1,
+a precompiled header) and its time printed. ``slow``: the Cortex-M4F build (CMSIS-NN) under QEMU, within the bound
 docs/MICRO.md states.
 """
 import shutil
@@ -77,10 +77,14 @@ def exported_firmware(tmp_path: Path, hops: int) -> tuple[Path, str]:
 
 
 def build_and_run(fw: Path, tflm: dict, target: str, timeout: float) -> dict:
-    """``make run`` in ``fw`` with the session's TFLM tree and objects; the parsed output."""
+    """``make run`` in ``fw`` with the session's TFLM tree and objects; the parsed output.
+
+    The library at -O1 with a precompiled header (PCH=1): the cheapest build measured
+    (docs/MICRO.md, "Build cost"); the outputs compared are integer kernels, the same at any -O.
+    """
     start = time.perf_counter()
     proc = subprocess.run(["make", "-C", fw, "-j2", "run", f"TARGET={target}",
-                           f"TFLM={tflm['tree']}", f"OBJ={tflm['obj']}", "LIB_OPT=-O1"],
+                           f"TFLM={tflm['tree']}", f"OBJ={tflm['obj']}", "LIB_OPT=-O1", "PCH=1"],
                           capture_output=True, text=True, timeout=timeout)
     print(f"\nbuild + run for {target}: {time.perf_counter() - start:.1f} s wall")
     assert proc.returncode == 0, proc.stderr[-3000:]

@@ -206,6 +206,18 @@ class MicroFrameModel(TfliteFrameModel):
         return self._mask.dequantize(micro.get_output(pout[self._mask.index])).reshape(-1)
 
 
+def invoke_both_on_random_inputs(litert, micro, subgraph, rng) -> None:
+    """Give a LiteRT and a TFLM interpreter of the same file the same uniformly random int8
+    inputs (``subgraph``: the file's main subgraph, ``read_model_bytes(...).main``) and invoke
+    both."""
+    for position, t in enumerate(subgraph.inputs):
+        x = rng.integers(-128, 128, subgraph.tensors[t].shape).astype(np.int8)
+        litert.set_tensor(t, x)
+        micro.set_input(x, position)
+    litert.invoke()
+    micro.invoke()
+
+
 def kernel_differences(model_content: bytes, trials: int = 8, seed: int = 0,
                        reference_kernels: bool = False) -> dict:
     """Operators whose int8 output differs between TFLM and LiteRT when both get identical
@@ -233,12 +245,7 @@ def kernel_differences(model_content: bytes, trials: int = 8, seed: int = 0,
     rng = np.random.default_rng(seed)
     found: dict = {}
     for _ in range(trials):
-        for position, t in enumerate(sg.inputs):
-            x = rng.integers(-128, 128, sg.tensors[t].shape).astype(np.int8)
-            litert.set_tensor(t, x)
-            micro.set_input(x, position)
-        litert.invoke()
-        micro.invoke()
+        invoke_both_on_random_inputs(litert, micro, sg, rng)
         equal = {}
 
         def same(t):
