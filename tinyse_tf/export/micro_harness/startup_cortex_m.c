@@ -3,6 +3,7 @@
  * high-water mark, semihosting opened, C++ constructors run, main, exit), and the few C/C++
  * runtime hooks that -nostartfiles leaves out. Linked with --specs=rdimon.specs (newlib's
  * semihosting: printf goes to QEMU's stdout, exit() ends QEMU with main's status). */
+#include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <unistd.h>
@@ -12,6 +13,7 @@ extern char end; /* first byte of the heap (newlib's _sbrk grows it from here) *
 extern int main(void);
 extern void initialise_monitor_handles(void);
 extern void __libc_init_array(void);
+extern void *sbrk(ptrdiff_t increment); /* newlib; <unistd.h> declares it only outside strict C */
 
 #define STACK_PAINT 0xA5A5A5A5u
 
@@ -50,6 +52,8 @@ __attribute__((section(".isr_vector"), used)) void (*const g_vectors[16])(void) 
     Default_Handler, Default_Handler, Default_Handler, 0, 0, 0, 0, Default_Handler,
     Default_Handler, 0, Default_Handler, Default_Handler};
 
-/* -nostartfiles drops crti/crtn: __libc_init_array calls these. */
+/* -nostartfiles drops crti/crtn and crtbegin: __libc_init_array calls _init / _fini, and C++
+ * function-local statics register their destructors with __cxa_atexit(..., &__dso_handle). */
 void _init(void) {}
 void _fini(void) {}
+void *__dso_handle = 0;
