@@ -30,7 +30,7 @@ from machine import machine, write_report  # benchmarks/machine.py: the script f
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from micro_budget import test_recording  # noqa: E402
-from streaming_latency import calibration_audio, random_model  # noqa: E402
+from streaming_latency import SHARED_AUDIO, calibration_audio, random_model  # noqa: E402
 
 PRESETS = ("student_30k", "student", "student_240k")
 TARGETS = ("host", "cortex-m4", "cortex-m7", "cortex-m55")
@@ -50,6 +50,9 @@ def int8_file(preset: str, work: Path) -> Path:
         return Path(pretrained_file("student", "int8"))
     from tinyse_tf.export.quantize import export_model
 
+    done = work / "export" / f"{preset}_stream_int8_ptq.tflite"
+    if done.is_file():  # a kept --work folder: the file of an earlier run
+        return done
     audio, _ = calibration_audio()
     paths = export_model(random_model(preset), work / "export", preset, int8=("ptq",),
                          representative_audio=audio, calibration_frames=300)
@@ -68,7 +71,7 @@ def measure(fw: Path, target: str, tflm: dict, content: bytes, samples) -> dict:
     from tinyse_tf.export.firmware import check_run, instructions_per_tick, parse_run
 
     make = ["make", "-C", fw, "-j2", f"TARGET={target}", f"TFLM={tflm['tree']}",
-            f"OBJ={tflm['obj']}"]
+            f"OBJ={tflm['obj']}", "PCH=1"]
     subprocess.run(make + ["all"], check=True, capture_output=True)
     run = parse_run(subprocess.run(make + ["run"], check=True, capture_output=True,
                                    text=True).stdout)
@@ -95,6 +98,46 @@ def measure(fw: Path, target: str, tflm: dict, content: bytes, samples) -> dict:
         "mhz_for_16ms_cpi1": float(total.max()) / HOP_SECONDS / 1e6,
         f"mhz_for_16ms_cpi{ASSUMED_CPI:g}": ASSUMED_CPI * float(total.max()) / HOP_SECONDS / 1e6})
     return row
+
+
+def quality(targets, tflm: dict, work: Path, seconds: float) -> list[dict]:
+    """The shipped student on each Cortex-M target streaming a ``seconds`` long real mixture
+    (the first test speaker + the first test noise at 0 dB SNR): the program's masks against the
+    Python TFLM interpreter over every hop, and SI-SDR / eSTOI of its enhanced audio, of
+    LiteRT's (``StreamingEnhancer``) and of the one against the other."""
+    from tinyse_tf import pretrained_file
+    from tinyse_tf.constants import HOP
+    from tinyse_tf.evaluation.metrics import estoi, si_sdr
+    from tinyse_tf.export.calibration import noisy_mixtures
+    from tinyse_tf.export.firmware import check_run, parse_run, pcm16, write_firmware
+    from tinyse_tf.export.micro import export_micro
+    from tinyse_tf.runtime import StreamingEnhancer
+
+    speech = sorted((SHARED_AUDIO / "speech" / "test").glob("*.flac"))[:1]
+    noise = sorted((SHARED_AUDIO / "noise" / "test").glob("*.flac"))[:1]
+    noisy, clean = noisy_mixtures(speech, noise, 1, seconds, 0.0, seed=0)[0]
+    where = f"{speech[0].name} + {noise[0].name} at 0 dB SNR, {seconds:g} s"
+    tflite = Path(pretrained_file("student", "int8"))
+    fw = work / "quality" / "fw"
+    export_micro(tflite, work / "quality", name="student")
+    write_firmware(work / "quality", "student", fw, noisy, where=where)
+    litert = StreamingEnhancer(tflite).enhance(noisy)
+    rows = []
+    for target in targets:
+        print(f"quality run on {target} ...", file=sys.stderr, flush=True)
+        run = parse_run(subprocess.run(
+            ["make", "-C", fw, "-j2", "run", f"TARGET={target}", f"TFLM={tflm['tree']}",
+             f"OBJ={tflm['obj']}", "PCH=1"], check=True, capture_output=True, text=True).stdout)
+        device = run["audio"][HOP:].astype(np.float32) / 32768.0  # output lags input 256 samples
+        n = device.size
+        rows.append({"target": target, "recording": where,
+                     "check": check_run(tflite.read_bytes(), run, pcm16(noisy)),
+                     "si_sdr_device": si_sdr(clean[:n], device),
+                     "si_sdr_litert": si_sdr(clean[:n], litert[:n]),
+                     "estoi_device": estoi(clean[:n], device),
+                     "estoi_litert": estoi(clean[:n], litert[:n]),
+                     "si_sdr_device_vs_litert": si_sdr(litert[:n], device)})
+    return rows
 
 
 def run(presets, targets, tflm_tar: Path, hops: int, work: Path) -> dict:
@@ -147,6 +190,15 @@ def markdown(report) -> str:
             f"{r['stack_used']:,} + {r['heap_used']:,} | {i['mean'] / 1e6:.2f} M / "
             f"{i['max'] / 1e6:.2f} M ({i['model'] / 1e6:.2f} M) | {r['mhz_for_16ms_cpi1']:.0f} / "
             f"{r[cpi_key]:.0f} | {agree} |")
+    for q in report.get("quality", []):
+        c = q["check"]
+        lines.append(
+            f"\n{q['target']}, shipped student, {q['recording']} ({c['hops']} hops): mask vs "
+            f"Python TFLM max {c['mask_max_lsb']} LSB ({c['mask_hops_differing']} hops differ), "
+            f"states {'bit-exact' if c['states_bit_exact'] else 'differ'}; SI-SDR device "
+            f"{q['si_sdr_device']:.3f} dB, LiteRT {q['si_sdr_litert']:.3f} dB; eSTOI device "
+            f"{q['estoi_device']:.3f}, LiteRT {q['estoi_litert']:.3f}; device vs LiteRT SI-SDR "
+            f"{q['si_sdr_device_vs_litert']:.1f} dB.")
     return "\n".join(lines) + "\n"
 
 
@@ -156,6 +208,9 @@ def main(argv=None):
     ap.add_argument("--presets", nargs="+", default=list(PRESETS))
     ap.add_argument("--targets", nargs="+", default=list(TARGETS), choices=TARGETS)
     ap.add_argument("--hops", type=int, default=64, help="hops streamed per run (default 64)")
+    ap.add_argument("--quality-seconds", type=float, default=0.0,
+                    help="also stream a real mixture this long through the shipped student on "
+                         "every Cortex-M target and score the audio (default 0: off)")
     ap.add_argument("--work", type=Path, help="build folder, kept (default: a temporary one)")
     ap.add_argument("--out", default="micro_firmware", help="writes OUT.json and OUT.md")
     args = ap.parse_args(argv)
@@ -164,6 +219,10 @@ def main(argv=None):
     work = args.work or Path(tempfile.mkdtemp(prefix="tinyse_firmware_"))
     work.mkdir(parents=True, exist_ok=True)
     report = run(args.presets, args.targets, args.tflm_tar, args.hops, work)
+    if args.quality_seconds > 0:
+        report["quality"] = quality([t for t in args.targets if t != "host"],
+                                    {"tree": work / "tflm", "obj": work / "obj"}, work,
+                                    args.quality_seconds)
     write_report(args.out, report, markdown(report))
 
 
