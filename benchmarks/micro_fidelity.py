@@ -148,7 +148,7 @@ def run(model: Path, n_files: int, seconds: float, random_frames: int, random_ru
     from tinyse_tf.runtime.tflite import TfliteFrameModel
 
     content = model.read_bytes()
-    report = {"model": str(model), "per_operator": {
+    report = {"model": model.name, "per_operator": {
         "vs_litert_default": kernel_differences(content),
         "vs_litert_reference": kernel_differences(content, reference_kernels=True),
         "fully_connected_rounding": fully_connected_rounding(content)}}
