@@ -88,6 +88,19 @@ def build_and_run(fw: Path, tflm: dict, target: str, timeout: float) -> dict:
     return parse_run(proc.stdout)
 
 
+def test_bad_firmware_input_is_refused_in_one_line_before_anything_is_written(tmp_path):
+    sf.write(tmp_path / "short.wav", np.zeros(8000, np.float32), 16000)
+    for extra, needle in ((["--firmware", tmp_path / "fw"], "--firmware needs --firmware-audio"),
+                          (["--firmware", tmp_path / "fw", "--firmware-audio",
+                            tmp_path / "short.wav"], "shorter than --firmware-hops 125")):
+        proc = subprocess.run([sys.executable, "-m", "tinyse_tf.cli", "export", "student", "-o",
+                               tmp_path / "out", "--target", "micro", *map(str, extra)],
+                              capture_output=True, text=True, timeout=300)
+        lines = [line for line in proc.stderr.splitlines() if line.strip()]
+        assert proc.returncode == 2 and len(lines) == 1 and needle in lines[0], proc.stderr
+    assert not (tmp_path / "out").exists() and not (tmp_path / "fw").exists()
+
+
 def test_host_firmware_is_bit_exact_with_the_python_tflm_interpreter(tflm, tmp_path):
     from tinyse_tf import pretrained_file
 
