@@ -20,7 +20,7 @@ import soundfile as sf
 
 pytest.importorskip("tflite_micro")  # a test dependency (pyproject's test extra): CI has it
 
-from tinyse_tf.export.firmware import check_run, parse_run, pcm16  # noqa: E402
+from tinyse_tf.export.firmware import check_run, parse_run, pcm16
 
 SHARED = Path(__file__).resolve().parents[3] / "shared"
 TFLM_TAR = SHARED / "tflm" / "tflm-src.tar.xz"
@@ -67,7 +67,7 @@ def exported_firmware(tmp_path: Path, hops: int) -> tuple[Path, str]:
         [sys.executable, "-m", "tinyse_tf.cli", "export", "student", "-o", tmp_path / "micro",
          "--target", "micro", "--name", "student", "--firmware", tmp_path / "fw",
          "--firmware-audio", tmp_path / "noisy.wav", "--firmware-hops", str(hops)],
-        capture_output=True, text=True, timeout=600)
+        capture_output=True, text=True, timeout=600, check=False)
     assert proc.returncode == 0, proc.stderr
     assert "firmware  " in proc.stdout and "make -C" in proc.stdout, proc.stdout
     return tmp_path / "fw", where
@@ -82,7 +82,7 @@ def build_and_run(fw: Path, tflm: dict, target: str, timeout: float) -> dict:
     start = time.perf_counter()
     proc = subprocess.run(["make", "-C", fw, "-j2", "run", f"TARGET={target}",
                            f"TFLM={tflm['tree']}", f"OBJ={tflm['obj']}", "LIB_OPT=-O1", "PCH=1"],
-                          capture_output=True, text=True, timeout=timeout)
+                          capture_output=True, text=True, timeout=timeout, check=False)
     print(f"\nbuild + run for {target}: {time.perf_counter() - start:.1f} s wall")
     assert proc.returncode == 0, proc.stderr[-3000:]
     return parse_run(proc.stdout)
@@ -95,7 +95,7 @@ def test_bad_firmware_input_is_refused_in_one_line_before_anything_is_written(tm
                             tmp_path / "short.wav"], "shorter than --firmware-hops 125")):
         proc = subprocess.run([sys.executable, "-m", "tinyse_tf.cli", "export", "student", "-o",
                                tmp_path / "out", "--target", "micro", *map(str, extra)],
-                              capture_output=True, text=True, timeout=300)
+                              capture_output=True, text=True, timeout=300, check=False)
         lines = [line for line in proc.stderr.splitlines() if line.strip()]
         assert proc.returncode == 2 and len(lines) == 1 and needle in lines[0], proc.stderr
     assert not (tmp_path / "out").exists() and not (tmp_path / "fw").exists()
