@@ -33,3 +33,12 @@ def emit_json(report: dict, path=None) -> None:
         atomic_write_text(path, text + "\n")
     else:
         print(text)
+
+
+def write_report(out, report: dict, text: str) -> None:
+    """Write ``OUT.json`` (the report) and ``OUT.md`` (its table) atomically; print the table."""
+    from tinyse_tf.atomic import atomic_write_json, atomic_write_text
+
+    atomic_write_json(f"{out}.json", report)
+    atomic_write_text(f"{out}.md", text)
+    print(text)

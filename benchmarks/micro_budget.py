@@ -25,7 +25,7 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
-from machine import machine  # benchmarks/machine.py: the script folder is on sys.path
+from machine import machine, write_report  # benchmarks/machine.py: the script folder is on sys.path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from streaming_latency import SHARED_AUDIO, calibration_audio, random_model  # noqa: E402
@@ -125,12 +125,7 @@ def main(argv=None):
     args = ap.parse_args(argv)
     trained = dict(m.split("=", 1) for m in args.model)
     report = run(args.presets, trained, args.keep)
-    table = markdown(report)
-    from tinyse_tf.atomic import atomic_write_json, atomic_write_text
-
-    atomic_write_json(f"{args.out}.json", report)
-    atomic_write_text(f"{args.out}.md", table)
-    print(table)
+    write_report(args.out, report, markdown(report))
 
 
 if __name__ == "__main__":

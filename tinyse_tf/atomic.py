@@ -58,6 +58,12 @@ def atomic_write_text(path, text: str) -> None:
         f.write(text)
 
 
+def atomic_write_bytes(path, data: bytes) -> None:
+    """Write ``data`` to ``path`` atomically."""
+    with atomic_open(path, "wb") as f:
+        f.write(data)
+
+
 def atomic_write_json(path, obj, **kwargs) -> None:
     """Write ``obj`` as JSON (``indent=2`` unless given) to ``path`` atomically."""
     kwargs.setdefault("indent", 2)

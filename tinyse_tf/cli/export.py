@@ -61,6 +61,16 @@ def add_parser(sub):
     p.add_argument("--arena-margin", type=float, default=None, metavar="FRACTION",
                    help="--target micro: fraction added to the measured TFLM arena (default "
                         "0.05)")
+    p.add_argument("--firmware", metavar="DIR",
+                   help="--target micro: also write a firmware harness into DIR (main.cc, "
+                        "Makefile, the model's C files, the input recording as a header): "
+                        "`make -C DIR run TFLM_TAR=tflm-src.tar.xz [TARGET=cortex-m4]` builds "
+                        "and runs it (docs/MICRO.md)")
+    p.add_argument("--firmware-audio", metavar="FILE",
+                   help="--firmware: the noisy recording the program streams (default: the "
+                        "first --representative file; required for a .tflite MODEL)")
+    p.add_argument("--firmware-hops", type=int, default=125, metavar="N",
+                   help="--firmware: 16 ms hops of the recording to stream (default 125, 2 s)")
     p.add_argument("--overwrite", action="store_true", help="replace existing exported files")
     p.set_defaults(run=run)
     return p
@@ -117,6 +127,49 @@ def _make_dir(out_dir: Path) -> None:
                        "writable -o") from None
 
 
+def _firmware_plan(args, rep_files, stems) -> tuple | None:
+    """``(firmware dir, audio [n], audio file name, int8 stem)`` for ``--firmware``, all checked
+    before any export work (nothing is written on bad input); None without it."""
+    if args.firmware is None:
+        if args.firmware_audio is not None:
+            raise CliError("--firmware-audio applies with --firmware DIR only")
+        return None
+    if len(stems) != 1:
+        raise CliError("--firmware takes one int8 file: give --int8 once")
+    if args.firmware_hops < 1:
+        raise CliError("--firmware-hops must be at least 1")
+    path = Path(args.firmware_audio) if args.firmware_audio else (
+        rep_files[0] if rep_files else None)
+    if path is None:
+        raise CliError("--firmware needs --firmware-audio FILE: a noisy 16 kHz-or-any-rate "
+                       "recording for the program to stream")
+    from tinyse_tf.constants import HOP
+    from tinyse_tf.data.audio_io import AudioError, load_audio
+    from tinyse_tf.export.firmware import firmware_paths
+
+    try:
+        audio = load_audio(path)
+    except AudioError as e:
+        raise CliError(f"--firmware-audio: {one_line(e)}") from None
+    if audio.size < args.firmware_hops * HOP:
+        raise CliError(f"{path}: {audio.size / 16000:.2f} s is shorter than --firmware-hops "
+                       f"{args.firmware_hops} ({args.firmware_hops * HOP / 16000:.2f} s); give a "
+                       "longer recording or fewer hops")
+    fw_dir = _output_dir(args.firmware)
+    _refuse_existing(firmware_paths(fw_dir, stems[0]), args.overwrite)
+    return fw_dir, audio, path.name, stems[0]
+
+
+def _write_firmware(plan, out_dir: Path, hops: int) -> None:
+    """Write the firmware harness of ``plan`` (``_firmware_plan``) and print one line."""
+    from tinyse_tf.export.firmware import write_firmware
+
+    fw_dir, audio, where, stem = plan
+    write_firmware(out_dir, stem, fw_dir, audio, hops, where=where)
+    print(f"firmware  {fw_dir}/  ({hops} hops of {where}; build and run: make -C {fw_dir} run "
+          "TFLM_TAR=<tflm-src.tar.xz> [TARGET=cortex-m4])")
+
+
 def _export_micro(tflite_path: Path, out_dir: Path, name: str, margin: float | None) -> None:
     """Write the TFLite Micro artefacts of one int8 file and print one line about them."""
     from tinyse_tf.export.micro import ARENA_MARGIN, MicroExportError, export_micro
@@ -146,8 +199,11 @@ def _run_micro_tflite(args, model_path: Path) -> int:
     name = args.name or model_path.stem
     out_dir = _output_dir(args.output_dir)
     _refuse_existing(micro_paths(out_dir, name), args.overwrite)
+    firmware = _firmware_plan(args, [], [name])
     _make_dir(out_dir)
     _export_micro(model_path, out_dir, name, args.arena_margin)
+    if firmware:
+        _write_firmware(firmware, out_dir, args.firmware_hops)
     return EXIT_OK
 
 
@@ -156,6 +212,8 @@ def run(args) -> int:
     micro = args.target == "micro"
     if args.arena_margin is not None and (not micro or args.arena_margin < 0):
         raise CliError("--arena-margin takes a fraction >= 0 and applies to --target micro only")
+    if args.firmware is not None and not micro:
+        raise CliError("--firmware applies to --target micro only")
     if is_tflite(model_path):
         if micro:
             return _run_micro_tflite(args, model_path)
@@ -183,6 +241,7 @@ def run(args) -> int:
 
         outputs += [p for s in stems[1:] for p in micro_paths(out_dir, s)]
     _refuse_existing(outputs, args.overwrite)
+    firmware = _firmware_plan(args, rep_files, stems[1:])
 
     model, config = load_keras_model(model_path)
     try:
@@ -238,4 +297,6 @@ def run(args) -> int:
         for kind in int8:
             path = Path(paths[f"int8_{kind}"])
             _export_micro(path, out_dir, path.stem, args.arena_margin)
+    if firmware:
+        _write_firmware(firmware, out_dir, args.firmware_hops)
     return EXIT_OK

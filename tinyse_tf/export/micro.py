@@ -36,7 +36,7 @@ from tinyse_tf.constants import COMPRESSION, HOP, N_BINS, N_FFT, N_MELS, SAMPLE_
 from tinyse_tf.export.contract import int8_violations
 from tinyse_tf.export.tflite_ops import NotATfliteFile, read_model_bytes
 from tinyse_tf.runtime.contract import STATE_OUTPUT_SUFFIX
-from tinyse_tf.runtime.tflite import TfliteFrameModel
+from tinyse_tf.runtime.tflite import TfliteFrameModel, make_interpreter
 
 #: Fraction added to the measured arena (then rounded up to 1 KiB) for the bytes a Cortex-M build
 #: may need beyond the host measurement: CMSIS-NN scratch buffers that the reference kernels
@@ -206,9 +206,24 @@ class MicroFrameModel(TfliteFrameModel):
         return self._mask.dequantize(micro.get_output(pout[self._mask.index])).reshape(-1)
 
 
-def kernel_differences(model_content: bytes, trials: int = 8, seed: int = 0) -> dict:
-    """Operators whose int8 output differs between TFLM and LiteRT's default CPU kernels (the
-    ones ``StreamingEnhancer`` runs) when both get identical inputs.
+def invoke_both_on_random_inputs(litert, micro, subgraph, rng) -> None:
+    """Give a LiteRT and a TFLM interpreter of the same file the same uniformly random int8
+    inputs (``subgraph``: the file's main subgraph, ``read_model_bytes(...).main``) and invoke
+    both."""
+    for position, t in enumerate(subgraph.inputs):
+        x = rng.integers(-128, 128, subgraph.tensors[t].shape).astype(np.int8)
+        litert.set_tensor(t, x)
+        micro.set_input(x, position)
+    litert.invoke()
+    micro.invoke()
+
+
+def kernel_differences(model_content: bytes, trials: int = 8, seed: int = 0,
+                       reference_kernels: bool = False) -> dict:
+    """Operators whose int8 output differs between TFLM and LiteRT when both get identical
+    inputs: LiteRT's default CPU kernels (the ones ``StreamingEnhancer`` runs), or with
+    ``reference_kernels`` its reference kernels (``OpResolverType.BUILTIN_REF``), the family
+    TFLM's kernels come from.
 
     Both interpreters run the file on the same random int8 inputs with every tensor kept; an
     operator counts when all its non-constant inputs agree and an output does not.
@@ -217,23 +232,20 @@ def kernel_differences(model_content: bytes, trials: int = 8, seed: int = 0) -> 
         ``{operator type: {"max_lsb": int, "ops_differing": int}}`` (empty: bit-exact per
         operator on these inputs); ``ops_differing`` counts (operator, trial) pairs.
     """
-    from ai_edge_litert.interpreter import Interpreter
+    from ai_edge_litert.interpreter import OpResolverType
 
     sg = read_model_bytes(model_content).main
+    resolver = (OpResolverType.BUILTIN_REF if reference_kernels else OpResolverType.AUTO)
     with warnings.catch_warnings():  # "preserve_all_tensors is for debugging": it is, here
         warnings.simplefilter("ignore", UserWarning)
-        litert = Interpreter(model_content=model_content, experimental_preserve_all_tensors=True)
-    litert.allocate_tensors()
+        litert = make_interpreter(model_content=model_content,
+                                  experimental_preserve_all_tensors=True,
+                                  experimental_op_resolver_type=resolver)
     micro = micro_interpreter(model_content, preserve_all_tensors=True)
     rng = np.random.default_rng(seed)
     found: dict = {}
     for _ in range(trials):
-        for position, t in enumerate(sg.inputs):
-            x = rng.integers(-128, 128, sg.tensors[t].shape).astype(np.int8)
-            litert.set_tensor(t, x)
-            micro.set_input(x, position)
-        litert.invoke()
-        micro.invoke()
+        invoke_both_on_random_inputs(litert, micro, sg, rng)
         equal = {}
 
         def same(t):
@@ -346,8 +358,15 @@ def _c_bytes(data: bytes, per_line: int = 16) -> str:
                      for i in range(0, len(data), per_line))
 
 
+def c_float(value) -> str:
+    """A float32 as a C float literal that round-trips (9 significant digits); always with a
+    point or an exponent, since ``1f`` is not C."""
+    text = f"{float(value):.9g}"
+    return f"{text}f" if any(ch in text for ch in ".en") else f"{text}.0f"
+
+
 def _c_floats(values, per_line: int = 8) -> str:
-    vals = [f"{float(v):.9g}f" for v in values]
+    vals = [c_float(v) for v in values]
     return "\n".join("    " + ", ".join(vals[i:i + per_line]) + ","
                      for i in range(0, len(vals), per_line))
 
@@ -387,29 +406,29 @@ def model_data_sources(model_content: bytes, name: str, io: list[dict]) -> tuple
              f"#ifndef {guard}", f"#define {guard}", "", "#include <cstdint>", "",
              f"extern const unsigned char g_{ident}_model_data[];",
              f"extern const unsigned int g_{ident}_model_data_len;", "",
-             f"constexpr int k{_camel(ident)}InputCount = "
+             f"constexpr int k{camel_case(ident)}InputCount = "
              f"{sum(r['io'] == 'input' for r in io)};",
-             f"constexpr int k{_camel(ident)}OutputCount = "
+             f"constexpr int k{camel_case(ident)}OutputCount = "
              f"{sum(r['io'] == 'output' for r in io)};", ""]
     for r in io:
-        c = f"k{_camel(ident)}{'In' if r['io'] == 'input' else 'Out'}{_camel(r['name'])}"
+        c = f"k{camel_case(ident)}{'In' if r['io'] == 'input' else 'Out'}{camel_case(r['name'])}"
         dims = ", ".join(map(str, r["shape"]))
         lines += [f"// {r['io']} '{r['name']}' int8 [{dims}]",
                   f"constexpr int {c}Index = {r['position']};",
                   f"constexpr int {c}Bytes = {r['bytes']};",
                   f"constexpr int {c}Dims[] = {{{dims}}};",
-                  f"constexpr float {c}Scale = {r['scale']:.9g}f;",
+                  f"constexpr float {c}Scale = {c_float(r['scale'])};",
                   f"constexpr int32_t {c}ZeroPoint = {r['zero_point']};"]
     states = [r for r in io if r["io"] == "input" and r["name"] != "features"]
     outs = {r["name"]: r for r in io if r["io"] == "output"}
-    lines += ["", f"// Feedback after each invoke: output(k{_camel(ident)}StateOutIndex[i]) ->",
-              f"// input(k{_camel(ident)}StateInIndex[i]), k{_camel(ident)}StateBytes[i] bytes.",
-              f"constexpr int k{_camel(ident)}StateCount = {len(states)};",
-              f"constexpr int k{_camel(ident)}StateInIndex[] = "
+    lines += ["", f"// Feedback after each invoke: output(k{camel_case(ident)}StateOutIndex[i]) ->",
+              f"// input(k{camel_case(ident)}StateInIndex[i]), k{camel_case(ident)}StateBytes[i] bytes.",
+              f"constexpr int k{camel_case(ident)}StateCount = {len(states)};",
+              f"constexpr int k{camel_case(ident)}StateInIndex[] = "
               f"{{{', '.join(str(s['position']) for s in states)}}};",
-              f"constexpr int k{_camel(ident)}StateOutIndex[] = "
+              f"constexpr int k{camel_case(ident)}StateOutIndex[] = "
               f"{{{', '.join(str(outs[s['name'] + STATE_OUTPUT_SUFFIX]['position']) for s in states)}}};",
-              f"constexpr int k{_camel(ident)}StateBytes[] = "
+              f"constexpr int k{camel_case(ident)}StateBytes[] = "
               f"{{{', '.join(str(s['bytes']) for s in states)}}};",
               "", f"#endif  // {guard}", ""]
     source = "\n".join([
@@ -423,7 +442,8 @@ def model_data_sources(model_content: bytes, name: str, io: list[dict]) -> tuple
     return "\n".join(lines), source
 
 
-def _camel(ident: str) -> str:
+def camel_case(ident: str) -> str:
+    """``student_stream_int8`` -> ``StudentStreamInt8`` (the generated C names' stem)."""
     return "".join(part[:1].upper() + part[1:] for part in ident.split("_"))
 
 
@@ -439,9 +459,9 @@ def op_resolver_source(ops: list[str], name: str) -> str:
         "// the .tflite by tinyse_tf; do not edit.",
         f"#ifndef {guard}", f"#define {guard}", "",
         '#include "tensorflow/lite/micro/micro_mutable_op_resolver.h"', "",
-        f"constexpr int k{_camel(ident)}OpCount = {len(ops)};",
-        f"using {_camel(ident)}OpResolver = tflite::MicroMutableOpResolver<{len(ops)}>;", "",
-        f"inline TfLiteStatus Register{_camel(ident)}Ops({_camel(ident)}OpResolver& resolver) {{",
+        f"constexpr int k{camel_case(ident)}OpCount = {len(ops)};",
+        f"using {camel_case(ident)}OpResolver = tflite::MicroMutableOpResolver<{len(ops)}>;", "",
+        f"inline TfLiteStatus Register{camel_case(ident)}Ops({camel_case(ident)}OpResolver& resolver) {{",
         calls, "  return kTfLiteOk;", "}", "", f"#endif  // {guard}", ""])
 
 
@@ -465,13 +485,13 @@ def frontend_sources(name: str) -> tuple[str, str]:
         "//   y[512]     = irfft(X * gain) * window;  overlap-add: output the first 256 samples",
         "//                plus the saved tail, save the last 256 (output lags input 256 samples)",
         f"#ifndef {guard}", f"#define {guard}", "", "#include <cstdint>", "",
-        f"constexpr int k{_camel(ident)}SampleRate = {SAMPLE_RATE};",
-        f"constexpr int k{_camel(ident)}FrameLength = {N_FFT};",
-        f"constexpr int k{_camel(ident)}HopLength = {HOP};",
-        f"constexpr int k{_camel(ident)}Bins = {N_BINS};",
-        f"constexpr int k{_camel(ident)}Mels = {N_MELS};",
-        f"constexpr float k{_camel(ident)}Compression = {COMPRESSION}f;",
-        f"constexpr float k{_camel(ident)}MelFloor = 1e-10f;", "",
+        f"constexpr int k{camel_case(ident)}SampleRate = {SAMPLE_RATE};",
+        f"constexpr int k{camel_case(ident)}FrameLength = {N_FFT};",
+        f"constexpr int k{camel_case(ident)}HopLength = {HOP};",
+        f"constexpr int k{camel_case(ident)}Bins = {N_BINS};",
+        f"constexpr int k{camel_case(ident)}Mels = {N_MELS};",
+        f"constexpr float k{camel_case(ident)}Compression = {c_float(COMPRESSION)};",
+        f"constexpr float k{camel_case(ident)}MelFloor = 1e-10f;", "",
         f"extern const float {p}_window[{N_FFT}];  // periodic sqrt-Hann, analysis and synthesis",
         f"extern const int16_t {p}_mel_start[{N_MELS}];", f"extern const int16_t {p}_mel_length[{N_MELS}];",
         f"extern const int16_t {p}_mel_offset[{N_MELS}];",
@@ -532,6 +552,8 @@ def micro_report(model_content: bytes, name: str, arena_margin: float = ARENA_MA
         "frontend_per_hop": front,
         "hop_ms": 1000.0 * HOP / SAMPLE_RATE,
         "litert_kernel_differences": kernel_differences(model_content),
+        "litert_reference_kernel_differences": kernel_differences(model_content,
+                                                                  reference_kernels=True),
         "sha256": hashlib.sha256(model_content).hexdigest(),
     }
     if contract:

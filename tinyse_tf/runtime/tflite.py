@@ -92,16 +92,19 @@ class TfliteFrameModel:
         model_path / model_content: the ``.tflite`` file, or its bytes.
         edgetpu: run through the Coral Edge TPU delegate (``libedgetpu.so.1``).
         num_threads: CPU threads of the interpreter.
+        interpreter_options: further ``Interpreter`` arguments, e.g.
+            ``experimental_op_resolver_type=OpResolverType.BUILTIN_REF`` (reference kernels).
     Attributes:
         dtype: dtype of the ``features`` input (float32 or int8); state_names: sorted state names.
     """
 
     def __init__(self, model_path=None, model_content: bytes | None = None,
-                 edgetpu: bool = False, num_threads: int = 1):
+                 edgetpu: bool = False, num_threads: int = 1, **interpreter_options):
         if model_path is not None and not Path(model_path).is_file():
             raise FileNotFoundError(f"no such model file: {model_path}")
         delegates = [load_edgetpu_delegate()] if edgetpu else None
-        self._interp = make_interpreter(model_content, model_path, num_threads, delegates)
+        self._interp = make_interpreter(model_content, model_path, num_threads, delegates,
+                                        **interpreter_options)
         self.inputs, self.outputs = named_ports(self._interp, model_path)
         check_contract(self.inputs, self.outputs, model_path or "model")
         self.state_names = sorted(n for n in self.inputs if n != "features")
