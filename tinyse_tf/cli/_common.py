@@ -17,6 +17,7 @@ import numpy as np
 
 from tinyse_tf import shipped
 from tinyse_tf.atomic import default_mode
+from tinyse_tf.native_stderr import native_stderr_captured
 
 #: Exit codes (documented in docs/CLI.md and ``tinyse --help``).
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
@@ -57,11 +58,6 @@ def one_line(text, limit: int = 400) -> str:
     return text if len(text) <= limit else text[:limit - 3] + "..."
 
 
-def debug() -> bool:
-    """``TINYSE_DEBUG=1``: show tracebacks and TensorFlow's own log lines."""
-    return os.environ.get("TINYSE_DEBUG", "") not in ("", "0")
-
-
 def say(prog: str, kind: str, message: str, write=None) -> None:
     """Print ``<prog>: <kind>: <message>`` on stderr (``write`` e.g. ``tqdm.write``)."""
     line = f"{prog}: {kind}: {one_line(message, 2000)}"
@@ -69,28 +65,6 @@ def say(prog: str, kind: str, message: str, write=None) -> None:
         write(line, file=sys.stderr)
     else:
         print(line, file=sys.stderr, flush=True)
-
-
-@contextlib.contextmanager
-def native_stderr_captured():
-    """Send file descriptor 2 to a temporary file for the block (C++ log lines of TensorFlow and
-    TFLite go there directly, past ``sys.stderr``). Yields a callable returning the captured text.
-    Disabled by ``TINYSE_DEBUG=1``."""
-    if debug():
-        yield lambda: ""
-        return
-    sys.stderr.flush()
-    saved = os.dup(2)
-    tmp = tempfile.TemporaryFile(mode="w+b")
-    os.dup2(tmp.fileno(), 2)
-    try:
-        yield lambda: (tmp.seek(0), tmp.read().decode("utf-8", "replace"))[1]
-    finally:
-        with contextlib.suppress(Exception):
-            sys.stderr.flush()
-        os.dup2(saved, 2)
-        os.close(saved)
-        tmp.close()
 
 
 def import_tf():
@@ -217,13 +191,6 @@ def probe_audio(path):
         return probe(path)
     except AudioError as err:
         raise FileProblem(err.path, err.problem, err.fix) from None
-
-
-def libsndfile_message(err) -> str:
-    """The useful part of a libsndfile error message."""
-    from tinyse_tf.data.audio_io import _libsndfile_message
-
-    return _libsndfile_message(err)
 
 
 def output_format(dst: Path, in_subtype: str | None) -> tuple[str, str]:

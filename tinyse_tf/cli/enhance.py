@@ -16,10 +16,11 @@ from pathlib import Path
 import numpy as np
 
 from tinyse_tf.cli._common import (EXIT_FAILED, EXIT_OK, EXIT_USAGE, AtomicSoundWriter, CliError,
-                                   FileProblem, check_model_path, debug, is_tflite,
-                                   libsndfile_message, load_keras_model, one_line,
+                                   FileProblem, check_model_path, is_tflite,
+                                   load_keras_model, one_line,
                                    open_stream_tflite, output_format, probe_audio, say,
                                    write_error)
+from tinyse_tf.native_stderr import debug
 
 PROG = "tinyse enhance"
 DEFAULT_MODEL = "student"  # tinyse_tf.shipped.DEFAULT_MODEL (not imported: keep --help fast)
@@ -175,6 +176,8 @@ class _Resampler:
 def _read_blocks(job: Job):
     """Mono float32 blocks of ``job.src``; FileProblem for content libsndfile cannot decode."""
     import soundfile as sf
+
+    from tinyse_tf.data.audio_io import libsndfile_message
 
     n = 0
     try:

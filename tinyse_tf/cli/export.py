@@ -14,8 +14,8 @@ import warnings
 from pathlib import Path
 
 from tinyse_tf.cli._common import (EXIT_OK, CliError, check_model_path, is_tflite,
-                                   load_keras_model, native_stderr_captured, one_line,
-                                   say)
+                                   load_keras_model, one_line, say)
+from tinyse_tf.native_stderr import native_stderr_captured
 
 PROG = "tinyse export"
 INT8_METHODS = ("ptq", "qat")

@@ -19,9 +19,9 @@ from pathlib import Path
 import numpy as np
 
 from tinyse_tf.cli._common import (EXIT_OK, CliError, check_model_path, import_tf, is_tflite,
-                                   load_keras_model, native_stderr_captured, one_line,
-                                   open_stream_tflite)
+                                   load_keras_model, one_line, open_stream_tflite)
 from tinyse_tf.constants import HOP, N_FFT, SAMPLE_RATE
+from tinyse_tf.native_stderr import native_stderr_captured
 
 PROG = "tinyse info"
 NORM_NAMES = {"cln": "cumulative layer norm (cLN, paper; running-sum states)",

@@ -159,7 +159,7 @@ def pesq_wb(ref, est) -> float:
     try:
         return _pesq_wb_or_raise(ref, est)
     except NoUtterancesError as exc:
-        warnings.warn(f"PESQ found no utterance in the reference ({_error_string(exc)}); "
+        warnings.warn(f"PESQ found no utterance in the reference ({error_string(exc)}); "
                       "returning NaN", NoUtterancesWarning, stacklevel=2)
         return float("nan")
 
@@ -271,7 +271,8 @@ def dnsmos(est) -> dict[str, float]:
     return dnsmos_scores(_load_dnsmos(), _dnsmos_input(est))
 
 
-def _error_string(exc: BaseException) -> str:
+def error_string(exc: BaseException) -> str:
+    """``"<ExceptionType>: <message>"`` of ``exc`` on one line (the errors of a metric record)."""
     msg = str(exc).strip() or traceback.format_exception_only(type(exc), exc)[-1].strip()
     return f"{type(exc).__name__}: {msg}"
 
@@ -349,7 +350,7 @@ def compute_metrics(clean, noisy, enhanced, metrics: Sequence[str] = DEFAULT_MET
     try:
         clean, enhanced, *rest = align_lengths(*(_as_signal(s, n) for s, n in signals))
     except Exception as exc:  # the whole file is unusable; every metric is NaN
-        out["errors"]["input"] = _error_string(exc)
+        out["errors"]["input"] = error_string(exc)
         return out
     out["n_samples"] = int(clean.shape[0])
     if noisy_values and not set(out["noisy"]) <= set(noisy_values):
@@ -363,7 +364,7 @@ def compute_metrics(clean, noisy, enhanced, metrics: Sequence[str] = DEFAULT_MET
             try:
                 out[side].update(_one_group(group, clean, x))
             except Exception as exc:
-                out["errors"][f"{side}.{group}"] = _error_string(exc)
+                out["errors"][f"{side}.{group}"] = error_string(exc)
         out["seconds"][group] = time.perf_counter() - t0
     for k in out["delta"]:
         out["delta"][k] = out["enhanced"][k] - out["noisy"][k]

@@ -35,6 +35,7 @@ from tinyse_tf.atomic import atomic_write_json, atomic_write_text
 from tinyse_tf.constants import COMPRESSION, HOP, N_BINS, N_FFT, N_MELS, SAMPLE_RATE
 from tinyse_tf.export.contract import int8_violations
 from tinyse_tf.export.tflite_ops import NotATfliteFile, read_model_bytes
+from tinyse_tf.native_stderr import native_stderr_captured
 from tinyse_tf.runtime.contract import STATE_OUTPUT_SUFFIX
 from tinyse_tf.runtime.tflite import TfliteFrameModel
 
@@ -152,8 +153,6 @@ def measure_arena(model_content: bytes) -> int:
     """The smallest tensor arena (a multiple of 16 bytes) with which the TFLM interpreter
     allocates and invokes the model: persistent structs, the memory planner's working space
     and the planned activation buffers, as this host's TFLM build needs them (binary search)."""
-    from tinyse_tf.cli._common import native_stderr_captured
-
     lo, hi = 0, 10 * len(model_content)
     with native_stderr_captured():  # TFLM prints every failed allocation on fd 2
         while not _runs_with_arena(model_content, hi):

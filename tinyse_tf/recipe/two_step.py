@@ -43,7 +43,8 @@ def without_dnsmos(metrics):
     return tuple(m for m in metrics if m != "dnsmos")
 
 
-def _log(msg):
+def log(msg):
+    """Print one time-stamped line of the recipe's log (stdout, flushed)."""
     print(f"[two_step {time.strftime('%H:%M:%S')}] {msg}", flush=True)
 
 
@@ -128,7 +129,7 @@ class Run:
                         clip_seconds=self.cfg.test_clip_seconds, progress=bool(self.verbose))
         self.test_items = load_test_set(self.out / "testsets")
         counts = corpus.counts()
-        _log(f"data: {counts}; {len(self.test_items)} test files")
+        log(f"data: {counts}; {len(self.test_items)} test files")
         return counts
 
     def _dataset(self, split, seed_offset, repeat=True, seed=None, snr_measure=None):
@@ -171,7 +172,7 @@ class Run:
 
         path = self.models_dir / f"{stage}.keras"
         if path.exists():
-            _log(f"{stage}: done already ({path})")
+            log(f"{stage}: done already ({path})")
             with self.strategy.scope():
                 return keras.models.load_model(path)
         t0 = time.time()
@@ -196,17 +197,17 @@ class Run:
                       epochs=epochs, steps_per_epoch=self.cfg.steps_per_epoch,
                       workdir=workdir, callbacks=[*callbacks, *([keep] if keep else [])],
                       validation_data=self._dataset("valid", 1, **data),
-                      validation_steps=self.cfg.validation_steps, verbose=self.verbose, log=_log)
+                      validation_steps=self.cfg.validation_steps, verbose=self.verbose, log=log)
         if keep is not None and keep.best:
             student.load_weights(keep.path)
-            _log(f"{stage}: keeping epoch {keep.best['epoch']} of {epochs} (validation SI-SDR "
+            log(f"{stage}: keeping epoch {keep.best['epoch']} of {epochs} (validation SI-SDR "
                  f"{keep.best['val_si_sdr']:.2f} dB)")
         if self.speed["mixed_precision"]:  # saved and exported in float32
             student = float32_copy(student)
         if self.is_chief:
             _save_model(student, path)
         self.timings[f"train_{stage}_s"] = round(time.time() - t0, 1)
-        _log(f"{stage}: trained in {self.timings[f'train_{stage}_s']} s -> {path}")
+        log(f"{stage}: trained in {self.timings[f'train_{stage}_s']} s -> {path}")
         return student
 
     def _learning_rate(self, epochs):
@@ -225,7 +226,7 @@ class Run:
         if self.teacher_checkpoint:
             with self.strategy.scope():
                 teacher = _load_checkpoint(self.teacher_checkpoint, cfg)
-            _log(f"teacher: reusing {self.teacher_checkpoint}")
+            log(f"teacher: reusing {self.teacher_checkpoint}")
         else:
             teacher = self.train_teacher()
         student = self.student_builder(cfg.student, cfg.norm, cfg.seed, "student_init.h5")
@@ -291,7 +292,7 @@ class Run:
         try:
             check_int8_exportable(config_from_model(models["student"]))
         except Int8ExportError as err:
-            _log(f"export: float32 only ({err})")
+            log(f"export: float32 only ({err})")
             int8 = ()
         files = {}
         for key, row in (("student", "student"), ("two_step", "two-step KD")):
@@ -328,7 +329,7 @@ class Run:
             report = check_model(path)
             self.edgetpu[path.name] = {"ok": report.ok, "cpu_ops": report.cpu_op_count,
                                        "ops": report.op_count}
-            _log(f"Edge TPU check {path.name}: {'ok' if report.ok else 'FAILS'}\n"
+            log(f"Edge TPU check {path.name}: {'ok' if report.ok else 'FAILS'}\n"
                  + format_table(report))
             self._compile_edgetpu(path)
             files[kind] = path
@@ -367,11 +368,11 @@ class Run:
             atomic_write_json(path, result)
             self.timings[f"int8_check_{key}_s"] = round(time.time() - t0, 1)
         for name, check in result.items():
-            _log(f"int8 check {key}, {name} ({self.int8_check_clips} mixtures per SNR, "
+            log(f"int8 check {key}, {name} ({self.int8_check_clips} mixtures per SNR, "
                  "StreamingEnhancer):\n"
                  + check["table"])
             for line in check["warnings"]:
-                _log("WARNING: " + line)
+                log("WARNING: " + line)
         return result
 
     def _compile_edgetpu(self, path):
@@ -381,7 +382,7 @@ class Run:
         proc = subprocess.run([sys.executable, str(script), str(path), "-o",
                                str(path.parent / "edgetpu")], capture_output=True, text=True)
         self.edgetpu[path.name]["compiler_exit"] = proc.returncode
-        _log(f"edgetpu_compiler {path.name}: exit {proc.returncode}\n{proc.stdout[-2000:]}")
+        log(f"edgetpu_compiler {path.name}: exit {proc.returncode}\n{proc.stdout[-2000:]}")
 
     # ------------------------------------------------------------------ evaluation
     def _evaluate_one(self, key, row, enhance_fn, metrics=None):
@@ -403,7 +404,7 @@ class Run:
                 noisy = self._noisy_values.get((item["id"], item["snr_label"]))
                 items.append({**item, "enhanced_path": str(enhanced),
                               **({"noisy_values": noisy} if noisy else {})})
-            _log(f"evaluating {row} on {len(items)} files")
+            log(f"evaluating {row} on {len(items)} files")
             records = evaluate_files(items, metrics=metrics or self.cfg.metrics,
                                      progress=bool(self.verbose), pool=self._pool)
             atomic_write_json(eval_path, records)
@@ -622,7 +623,7 @@ def open_run(preset, cfg, out, speech_dir=None, noise_dir=None, data_dir=None,
             strategy=strategy, jit=jit, mixed_precision=mixed_precision,
             int8_check_dirs=int8_check_dirs)
     on_off = {True: "on", False: "off"}
-    _log(f"training on {r.speed['device']}: XLA {on_off[r.speed['jit_teacher']]} for the teacher, "
+    log(f"training on {r.speed['device']}: XLA {on_off[r.speed['jit_teacher']]} for the teacher, "
          f"{on_off[r.speed['jit_student']]} for the PSA-only student, "
          f"{on_off[r.speed['jit_kd']]} for the KD students; mixed precision "
          f"{on_off[r.speed['mixed_precision']]}")
@@ -660,19 +661,19 @@ def run(args):
     if args.stop_after == "teacher":
         if not args.teacher_checkpoint:
             r.train_teacher()
-        _log(f"stopping after the teacher (--stop-after); {out / 'train' / 'teacher'} has its "
+        log(f"stopping after the teacher (--stop-after); {out / 'train' / 'teacher'} has its "
              "history.csv")
         return None
     models = r.train_all()
     if not r.is_chief:
-        _log("worker done; the chief evaluates and writes the report")
+        log("worker done; the chief evaluates and writes the report")
         return None
     _, files = r.evaluate(models, r.export_all(models))
     total = time.time() - t0
     r.timings["total_s"] = round(total, 1)
     atomic_write_json(out / "timings.json", r.timings)
     print((out / "report" / "report.md").read_text())
-    _log(f"wall time {total / 60:.1f} min; report: {files['markdown']}")
+    log(f"wall time {total / 60:.1f} min; report: {files['markdown']}")
     return files
 
 
