@@ -17,8 +17,6 @@ import contextlib
 import dataclasses
 import json
 import pathlib
-import shutil
-import subprocess
 import sys
 import time
 
@@ -201,7 +199,7 @@ class Run:
         if keep is not None and keep.best:
             student.load_weights(keep.path)
             log(f"{stage}: keeping epoch {keep.best['epoch']} of {epochs} (validation SI-SDR "
-                 f"{keep.best['val_si_sdr']:.2f} dB)")
+                f"{keep.best['val_si_sdr']:.2f} dB)")
         if self.speed["mixed_precision"]:  # saved and exported in float32
             student = float32_copy(student)
         if self.is_chief:
@@ -330,7 +328,7 @@ class Run:
             self.edgetpu[path.name] = {"ok": report.ok, "cpu_ops": report.cpu_op_count,
                                        "ops": report.op_count}
             log(f"Edge TPU check {path.name}: {'ok' if report.ok else 'FAILS'}\n"
-                 + format_table(report))
+                + format_table(report))
             self._compile_edgetpu(path)
             files[kind] = path
         return files
@@ -369,20 +367,25 @@ class Run:
             self.timings[f"int8_check_{key}_s"] = round(time.time() - t0, 1)
         for name, check in result.items():
             log(f"int8 check {key}, {name} ({self.int8_check_clips} mixtures per SNR, "
-                 "StreamingEnhancer):\n"
-                 + check["table"])
+                "StreamingEnhancer):\n"
+                + check["table"])
             for line in check["warnings"]:
                 log("WARNING: " + line)
         return result
 
     def _compile_edgetpu(self, path):
-        script = pathlib.Path(__file__).resolve().parents[2] / "edge" / "compile.py"
-        if not shutil.which("edgetpu_compiler") or not script.is_file():
+        """``edgetpu_compiler`` on one int8 file (package code: also from an installed wheel),
+        into ``export/edgetpu/``; only the static check above when the compiler is absent."""
+        from tinyse_tf.export.edgetpu import compile_model, find_compiler
+
+        if find_compiler() is None:
+            log(f"edgetpu_compiler not installed: {path.name} has the static check only "
+                "(docs/EDGETPU.md says how to install the compiler)")
             return
-        proc = subprocess.run([sys.executable, str(script), str(path), "-o",
-                               str(path.parent / "edgetpu")], capture_output=True, text=True)
-        self.edgetpu[path.name]["compiler_exit"] = proc.returncode
-        log(f"edgetpu_compiler {path.name}: exit {proc.returncode}\n{proc.stdout[-2000:]}")
+        lines = []
+        code = compile_model(path, path.parent / "edgetpu", echo=lines.append, prog="two_step")
+        self.edgetpu[path.name]["compiler_exit"] = code
+        log(f"edgetpu_compiler {path.name}: exit {code}\n" + "\n".join(lines)[-2000:])
 
     # ------------------------------------------------------------------ evaluation
     def _evaluate_one(self, key, row, enhance_fn, metrics=None):
@@ -624,9 +627,9 @@ def open_run(preset, cfg, out, speech_dir=None, noise_dir=None, data_dir=None,
             int8_check_dirs=int8_check_dirs)
     on_off = {True: "on", False: "off"}
     log(f"training on {r.speed['device']}: XLA {on_off[r.speed['jit_teacher']]} for the teacher, "
-         f"{on_off[r.speed['jit_student']]} for the PSA-only student, "
-         f"{on_off[r.speed['jit_kd']]} for the KD students; mixed precision "
-         f"{on_off[r.speed['mixed_precision']]}")
+        f"{on_off[r.speed['jit_student']]} for the PSA-only student, "
+        f"{on_off[r.speed['jit_kd']]} for the KD students; mixed precision "
+        f"{on_off[r.speed['mixed_precision']]}")
     r.prepare_data()
     if r.is_chief:
         atomic_write_json(config_path, record)  # only once the data is usable, so a bad path can be fixed
@@ -662,7 +665,7 @@ def run(args):
         if not args.teacher_checkpoint:
             r.train_teacher()
         log(f"stopping after the teacher (--stop-after); {out / 'train' / 'teacher'} has its "
-             "history.csv")
+            "history.csv")
         return None
     models = r.train_all()
     if not r.is_chief:
