@@ -202,6 +202,24 @@ def test_int8_states_round_trip_unchanged(exported):
                 assert e["scale"] == pytest.approx(src["scale"], rel=1e-6)
 
 
+def test_states_that_cannot_align_are_an_error(student, monkeypatch):
+    """If a state input cannot be given its output's exact quantization (here: the check is made
+    to fail every time), the export stops with an error naming the state, rather than writing a
+    file whose states do not pass straight through (as MicroFrameModel and the C header assume)."""
+    from tinyse_tf.export import quantize
+    from tinyse_tf.export.calibration import closed_loop_samples
+
+    stream = build_streaming_model(student)
+    samples = closed_loop_samples(quantize.convert_float(stream),
+                                  [p[0] for p in noisy_pairs(1, 1.0)], 20)
+    calibrated = quantize.calibrate(stream, samples)
+    monkeypatch.setattr(quantize, "same_quantization", lambda *args: False)
+    with pytest.raises(quantize.StateAlignmentError,
+                       match=r"after 3 quantization passes \d+ state input\(s\) still differ.*"
+                             r"first: \w+_state"):
+        quantize.quantize_calibrated(calibrated)
+
+
 def test_int8_mask_close_to_float_in_closed_loop(exported):
     """Cheap default check: same audio through both files, masks compared frame by frame."""
     _, paths = exported
@@ -374,13 +392,8 @@ def test_qat_finetune_moves_only_the_copy(student, qat_result):
 
 def test_qat_ranges_land_on_the_matching_streaming_tensors(student, qat_result):
     from tinyse_tf.export.calibration import closed_loop_samples
-    from tinyse_tf.export.quantize import (
-        _model_object,
-        _signature_tensors,
-        calibrate,
-        convert_float,
-        qat_tensor_ranges,
-    )
+    from tinyse_tf.export.quantize import calibrate, convert_float, qat_tensor_ranges
+    from tinyse_tf.export.tflite_ops import model_object, signature_tensors
 
     _, result = qat_result
     stream = build_streaming_model(result.model)
@@ -394,7 +407,7 @@ def test_qat_ranges_land_on_the_matching_streaming_tensors(student, qat_result):
         targets = qat_tensor_ranges(calibrated, {layer: rng}, sources)
         assert targets, layer
         assert all(producer.get(t) not in ("LOGISTIC", "TANH") for t in targets), layer
-    sig_in, sig_out = _signature_tensors(_model_object(calibrated))
+    sig_in, sig_out = signature_tensors(model_object(calibrated))
     ranges = lambda layer: list(qat_tensor_ranges(calibrated, {layer: (0, 1)}, sources))
     assert ranges("enc_1") == [sig_out["enc2_conv_state_out"]]
     assert ranges("dec2_in") == [sig_out["dec2_deconv_state_out"]]

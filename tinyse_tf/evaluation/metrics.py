@@ -26,7 +26,7 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
-SAMPLE_RATE = 16000  # same as tinyse_tf.constants.SAMPLE_RATE (not imported: keep this module light)
+from tinyse_tf.constants import SAMPLE_RATE
 
 #: Metric groups accepted by ``compute_metrics`` and the value keys each one produces.
 METRIC_KEYS: Mapping[str, tuple[str, ...]] = {
@@ -217,6 +217,17 @@ def _load_dnsmos():
         model.onnx_sess = _dnsmos_session("sig_bak_ovr.onnx")
         _dnsmos_model = model
     return _dnsmos_model
+
+
+def dnsmos_loaded() -> bool:
+    """Whether this process holds a DNSMOS session (onnxruntime does not survive ``fork``)."""
+    return _dnsmos_model is not None
+
+
+def forget_dnsmos() -> None:
+    """Drop this process's DNSMOS session (a forked worker then loads its own)."""
+    global _dnsmos_model
+    _dnsmos_model = None
 
 
 def dnsmos_scores(model, audio: np.ndarray) -> dict[str, float]:

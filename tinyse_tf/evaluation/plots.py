@@ -11,7 +11,8 @@ import numpy as np
 
 from tinyse_tf.atomic import atomic_open
 from tinyse_tf.evaluation.runner import snr_value
-from tinyse_tf.evaluation.metrics import METRIC_NAMES, SAMPLE_RATE
+from tinyse_tf.constants import SAMPLE_RATE
+from tinyse_tf.evaluation.metrics import METRIC_NAMES
 
 
 def new_figure(**kwargs):

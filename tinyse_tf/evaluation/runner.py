@@ -29,7 +29,7 @@ import numpy as np
 
 from tinyse_tf.atomic import atomic_open
 from tinyse_tf.evaluation import metrics as _metrics
-from tinyse_tf.evaluation.metrics import (DEFAULT_METRICS, SAMPLE_RATE, error_string,
+from tinyse_tf.evaluation.metrics import (DEFAULT_METRICS, error_string,
                                           compute_metrics, empty_result, metric_keys)
 
 SIDES = ("noisy", "enhanced", "delta")
@@ -93,7 +93,7 @@ def usable_cores() -> int:
 
 def _init_worker() -> None:
     """Pool initializer: drop a DNSMOS session inherited through fork; each worker loads its own."""
-    _metrics._dnsmos_model = None
+    _metrics.forget_dnsmos()
 
 
 def _start_method(requested: str | None) -> str | None:
@@ -101,7 +101,7 @@ def _start_method(requested: str | None) -> str | None:
     if requested is None:
         methods = multiprocessing.get_all_start_methods()
         return "forkserver" if sys.platform.startswith("linux") and "forkserver" in methods else None
-    if requested == "fork" and _metrics._dnsmos_model is not None:
+    if requested == "fork" and _metrics.dnsmos_loaded():
         warnings.warn("mp_context='fork' after DNSMOS ran in this process: onnxruntime does not "
                       "survive fork and the workers' DNSMOS calls can hang; use 'forkserver'",
                       RuntimeWarning, stacklevel=3)

@@ -6,6 +6,9 @@ The reader uses the flatbuffer bindings generated from the TFLite schema that sh
 interpreter. When ai-edge-litert is absent it falls back to the identical bindings inside
 TensorFlow (``tensorflow.lite.python.schema_py_generated``).
 
+``model_object`` / ``object_bytes`` give the same bindings' mutable object tree (``ModelT``) and
+write it back: the int8 export edits tensors' quantization statistics that way.
+
 Only what a static check needs is decoded: operator codes, operators (inputs, outputs, builtin
 options), tensors (name, type, shape, shape_signature, whether a constant buffer backs them) and
 subgraphs. Weight data are never copied.
@@ -164,6 +167,32 @@ def read_model_bytes(data: bytes, path: str = "<bytes>") -> TfliteModel:
         raise NotATfliteFile("TFLite flatbuffer without any subgraph")
     return TfliteModel(path=path, version=model.Version(), description=_decode(model.Description()),
                        subgraphs=subgraphs)
+
+
+def model_object(data: bytes):
+    """The flatbuffer as the schema's mutable object tree (``ModelT``: ``.subgraphs[i].tensors``,
+    ``.signatureDefs``, ...), to edit and write back with ``object_bytes``."""
+    if len(data) < 8 or data[4:8] != TFLITE_FILE_IDENTIFIER:
+        raise NotATfliteFile("not a TFLite flatbuffer (file identifier 'TFL3' missing)")
+    return _schema.ModelT.InitFromObj(_schema.Model.GetRootAs(data, 0))
+
+
+def object_bytes(obj) -> bytes:
+    """A ``model_object`` tree serialised back into a ``.tflite`` flatbuffer."""
+    import flatbuffers
+
+    builder = flatbuffers.Builder(1024)
+    builder.Finish(obj.Pack(builder), file_identifier=TFLITE_FILE_IDENTIFIER)
+    return bytes(builder.Output())
+
+
+def signature_tensors(obj) -> tuple[dict, dict]:
+    """``({input name: tensor index}, {output name: tensor index})`` of the first signature of a
+    ``model_object`` tree."""
+    sig = obj.signatureDefs[0]
+    dec = lambda b: b.decode() if isinstance(b, bytes) else b
+    return ({dec(m.name): m.tensorIndex for m in sig.inputs},
+            {dec(m.name): m.tensorIndex for m in sig.outputs})
 
 
 def read_model(path: str | os.PathLike) -> TfliteModel:
