@@ -20,6 +20,11 @@ as median and 99th percentile in microseconds, the real-time factor RTF = median
 16 ms hop duration, and per preset the int8 / float32 ratios. Prints a table and the same numbers
 as JSON (to stdout, or ``--json``).
 
+``--shipped`` measures the package's shipped streaming files instead (``tinyse_tf.shipped``: the
+default model's int8 and float32 files, trained weights), each in turn within every one of
+``--rounds`` rounds (the order alternating), and reports the median over rounds: this is how
+``tinyse enhance``'s host default (docs/CLI.md) was chosen.
+
 ``--baseline CHECKOUT`` also runs this script on another checkout of tinyse_tf (e.g. a git worktree
 of an older commit), in a subprocess, in alternation with this tree (``--rounds`` each), and
 prints both side by side with the ratio this tree / baseline: the machine's load changes between
@@ -183,6 +188,39 @@ def run(presets, frames, threads, keep=None):
             "int8_over_float32": _int8_ratios(results)}
 
 
+def run_shipped(frames, threads, rounds) -> dict:
+    """The shipped int8 and float32 streaming files of the default model, timed in alternation
+    (``rounds`` rounds, order flipped each round); medians over rounds, as ``run`` reports."""
+    from tinyse_tf import shipped
+    from tinyse_tf.export.contract import contract_path
+
+    audio, source = calibration_audio()
+    name = shipped.DEFAULT_MODEL
+    paths = {kind: shipped.pretrained_file(name, kind) for kind in ("int8", "float32")}
+    reports = []
+    for i in range(rounds):
+        results = {}
+        for kind in (("int8", "float32") if i % 2 == 0 else ("float32", "int8")):
+            path = paths[kind]
+            contract = json.loads(contract_path(path).read_text())
+            inv = time_invoke(path, frames, threads)
+            hop = time_hops(path, frames, threads, audio[0])
+            results[kind] = {
+                "preset": name, "file": path.name, "dtype": kind,
+                "parameters": contract["parameters"],
+                "macs_per_frame": contract["macs_per_frame"], "size_kib": round(path.stat().st_size / 1024, 1),
+                "frames_timed": frames, "invoke": inv, "hop": hop,
+                "file_hop": time_file(path, threads, audio[0]),
+                "xnnpack_partitions": xnnpack_partitions(path, threads),
+                "invoke_fraction_of_hop": inv["median_us"] / HOP_US,
+                "rtf": hop["median_us"] / HOP_US}
+        reports.append({"results": [results["int8"], results["float32"]]})
+    merged = _median_of_rounds(reports)
+    return {"machine": {**machine(), "threads": threads},
+            "weights": f"shipped model {name!r} (trained)", "audio": source, "hop_us": HOP_US,
+            **merged}
+
+
 def _int8_ratios(results) -> dict:
     """Per preset, int8 / float32 of the median invoke and hop times."""
     out = {}
@@ -259,8 +297,12 @@ def main(argv=None):
     p.add_argument("--baseline", help="another tinyse_tf checkout to measure side by side")
     p.add_argument("--rounds", type=int, default=3,
                    help="with --baseline: alternating runs of each (default 3)")
+    p.add_argument("--shipped", action="store_true",
+                   help="time the shipped int8 and float32 files (alternating, --rounds rounds)")
     args = p.parse_args(argv)
-    if args.baseline:
+    if args.shipped:
+        report = run_shipped(args.frames, args.threads, args.rounds)
+    elif args.baseline:
         ours, theirs = [], []
         for i in range(args.rounds):
             print(f"round {i + 1}/{args.rounds}: baseline, then this tree", file=sys.stderr)
@@ -272,7 +314,7 @@ def main(argv=None):
     else:
         report = run(args.presets, args.frames, args.threads, args.keep)
     student = [r for r in report["results"] if r["preset"] == "student" and r["dtype"] == "int8"]
-    if student:
+    if student and not args.shipped:
         r = student[0]
         report["student_int8_summary"] = (
             f"62k student int8: invoke {r['invoke']['median_us']:.1f} us median = "

@@ -13,8 +13,8 @@ a device stream starting before anyone speaks allows; with 0 it starts on speech
 makes most mixtures worse). Enhancers:
 
 * each ``.tflite`` file given, through ``StreamingEnhancer`` (frame by frame, as a device runs it);
-  a shipped model's name (``student`` = its int8 file, ``student:float32``) stands for its file,
-  and with no file given both files of the shipped student are compared;
+  a shipped model's name (``student:int8``, ``student:float32``, which bare ``student`` means)
+  stands for its file, and with no file given both files of the shipped student are compared;
 * ``log-MMSE``: Ephraim-Malah log-spectral-amplitude MMSE from the ``logmmse`` package (its
   defaults: noise from the first 6 frames, then updated in frames a VAD calls noise).
 
@@ -147,7 +147,7 @@ def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("models", nargs="*", help="streaming .tflite files (exported by the recipe or "
                                              "`tinyse export`) or shipped model names "
-                                             "(default: student student:float32)")
+                                             "(default: student:int8 student:float32)")
     p.add_argument("--speech", default=str(SHARED_AUDIO / "speech" / "test"))
     p.add_argument("--noise", default=str(SHARED_AUDIO / "noise" / "test"))
     p.add_argument("--clips", type=int, default=25, help="mixtures per SNR")
@@ -164,7 +164,7 @@ def main(argv=None):
     from tinyse_tf.shipped import resolve
 
     files = {}
-    for model in args.models or ["student", "student:float32"]:
+    for model in args.models or ["student:int8", "student:float32"]:
         try:
             shipped = None if Path(model).exists() else resolve(model)
         except (ValueError, OSError) as err:

@@ -92,13 +92,35 @@ def shipped_model_path(value) -> Path | None:
         raise CliError(str(err)) from None
 
 
+def resolve_model(value, note=None, what: str = "model") -> Path:
+    """The model file of ``--model VALUE``, saying which file it is through ``note(text)``:
+
+    * None (no ``--model``): the shipped ``shipped.DEFAULT_MODEL``, whatever lies in the folder;
+    * a shipped model's name (``student``, ``student:int8``, ...): that shipped file, unless a
+      local file or folder has exactly that name: then the local path is used, and the note says
+      so and how to reach the shipped file;
+    * anything else: a path, checked by :func:`check_model_path`.
+    """
+    say_note = note or (lambda text: None)
+    if value is None:
+        path = shipped_model_path(shipped.DEFAULT_MODEL)
+        say_note(f"model: the shipped {shipped.DEFAULT_MODEL} ({path.name}; --model "
+                 f"{shipped.DEFAULT_MODEL}:int8 for the int8 file)")
+        return path
+    if shipped.is_model_name(value):
+        if not Path(value).exists():
+            path = shipped_model_path(value)
+            say_note(f"model: the shipped {value} ({path.name})")
+            return path
+        kind = "folder" if Path(value).is_dir() else "file"
+        say_note(f"model: {value} is the local {kind} ./{value}, not the shipped model of that "
+                 f"name (to use that one, give its file: {shipped_model_path(value)})")
+    return check_model_path(value, what)
+
+
 def check_model_path(path, what: str = "model") -> Path:
-    """The model file of ``path``: a shipped model's name (:func:`shipped_model_path`) or a
-    readable, non-empty file with a known suffix; else CliError."""
-    if not Path(path).exists():
-        named = shipped_model_path(path)
-        if named is not None:
-            return named
+    """The model file at ``path`` (or a shipped model's file): a readable, non-empty file with a
+    known suffix; else CliError. Shipped model names are :func:`resolve_model`'s business."""
     path = Path(path)
     if path.suffix.lower() == ".npz" and path.parent == shipped.FOLDER:
         return path

@@ -15,8 +15,8 @@ import argparse
 import warnings
 from pathlib import Path
 
-from tinyse_tf.cli._common import (EXIT_FAILED, EXIT_OK, CliError, check_model_path, is_tflite,
-                                   load_keras_model, one_line, say)
+from tinyse_tf.cli._common import (EXIT_FAILED, EXIT_OK, CliError, is_tflite, load_keras_model,
+                                   one_line, resolve_model, say)
 from tinyse_tf.native_stderr import native_stderr_captured
 
 PROG = "tinyse export"
@@ -190,7 +190,7 @@ def _run_micro_tflite(args, model_path: Path) -> int:
 
 
 def run(args) -> int:
-    model_path = check_model_path(args.model)
+    model_path = resolve_model(args.model, lambda text: say(PROG, "note", text))
     micro = args.target == "micro"
     if args.arena_margin is not None and (not micro or args.arena_margin < 0):
         raise CliError("--arena-margin takes a fraction >= 0 and applies to --target micro only")

@@ -18,8 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
-from tinyse_tf.cli._common import (EXIT_OK, CliError, check_model_path, import_tf, is_tflite,
-                                   load_keras_model, one_line, open_stream_tflite)
+from tinyse_tf.cli._common import (EXIT_OK, CliError, import_tf, is_tflite, load_keras_model,
+                                   one_line, open_stream_tflite, resolve_model, say)
 from tinyse_tf.constants import HOP, N_FFT, SAMPLE_RATE
 from tinyse_tf.native_stderr import native_stderr_captured
 
@@ -216,7 +216,7 @@ def format_facts(f: dict) -> str:
 
 
 def run(args) -> int:
-    path = check_model_path(args.model)
+    path = resolve_model(args.model, lambda text: say(PROG, "note", text))
     if args.frames < 1:
         raise CliError(f"--frames {args.frames}: must be at least 1")
     if is_tflite(path):
