@@ -343,8 +343,7 @@ class Run:
         of the validation split and, with ``int8_check_dirs``, of those real recordings; cached
         in ``export/<key>.int8_check.json``. Logs the table and one warning line per file over
         ``INT8_BUDGET``. Returns ``{set name: {"table", "gaps", "warnings"}}``."""
-        from tinyse_tf.export.fidelity import (budget_warnings, gap_table, int8_gaps,
-                                               mixtures_by_snr, score_files)
+        from tinyse_tf.export.fidelity import int8_criterion, mixtures_by_snr
 
         path = self.out / "export" / f"{key}.int8_check.json"
         sets = {"validation split": self.corpus.split("valid")}
@@ -354,15 +353,12 @@ class Run:
         if not set(sets) <= set(result):
             t0 = time.time()
             files = {f"{key} {kind}": p for kind, p in paths.items()}
-            float_name = f"{key} float32"
             result = {}
             for name, (speech, noise) in sets.items():
                 pairs = mixtures_by_snr(speech, noise, self.cfg.test_snrs,
                                         n_clips=self.int8_check_clips, seconds=4.0, seed=seed)
-                scores = score_files(files, pairs)
-                gaps = int8_gaps(scores, float_name)
-                result[name] = {"table": gap_table(scores, float_name), "gaps": gaps,
-                                "warnings": budget_warnings(gaps, where=f" on the {name}")}
+                check = int8_criterion(files, pairs, f"{key} float32", where=f" on the {name}")
+                result[name] = {k: check[k] for k in ("table", "gaps", "warnings")}
             atomic_write_json(path, result)
             self.timings[f"int8_check_{key}_s"] = round(time.time() - t0, 1)
         for name, check in result.items():
