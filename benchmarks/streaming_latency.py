@@ -157,7 +157,7 @@ def random_model(preset):
 
 def run(presets, frames, threads, keep=None):
     from tinyse_tf.export.quantize import export_model
-    from tinyse_tf.models.complexity import macs_per_frame
+    from tinyse_tf.export.tflite_ops import weight_macs
 
     audio, source = calibration_audio()
     out_dir = Path(keep) if keep else Path(tempfile.mkdtemp(prefix="tinyse_bench_"))
@@ -176,7 +176,7 @@ def run(presets, frames, threads, keep=None):
             results.append({
                 "preset": preset, "file": path.name,
                 "dtype": "int8" if "int8" in kind else "float32",
-                "parameters": int(model.count_params()), "macs_per_frame": macs_per_frame(preset),
+                "parameters": int(model.count_params()), "macs_per_frame": sum(weight_macs(path.read_bytes()).values()),
                 "size_kib": round(path.stat().st_size / 1024, 1), "frames_timed": n,
                 "invoke": inv, "hop": hop, "file_hop": file_hop,
                 "xnnpack_partitions": xnnpack_partitions(path, threads),
@@ -193,6 +193,7 @@ def run_shipped(frames, threads, rounds) -> dict:
     (``rounds`` rounds, order flipped each round); medians over rounds, as ``run`` reports."""
     from tinyse_tf import shipped
     from tinyse_tf.export.contract import contract_path
+    from tinyse_tf.export.tflite_ops import weight_macs
 
     audio, source = calibration_audio()
     name = shipped.DEFAULT_MODEL
@@ -208,7 +209,7 @@ def run_shipped(frames, threads, rounds) -> dict:
             results[kind] = {
                 "preset": name, "file": path.name, "dtype": kind,
                 "parameters": contract["parameters"],
-                "macs_per_frame": contract["macs_per_frame"], "size_kib": round(path.stat().st_size / 1024, 1),
+                "macs_per_frame": sum(weight_macs(path.read_bytes()).values()), "size_kib": round(path.stat().st_size / 1024, 1),
                 "frames_timed": frames, "invoke": inv, "hop": hop,
                 "file_hop": time_file(path, threads, audio[0]),
                 "xnnpack_partitions": xnnpack_partitions(path, threads),
@@ -313,8 +314,9 @@ def main(argv=None):
         report["this_over_baseline"] = compare(report, report["baseline"])
     else:
         report = run(args.presets, args.frames, args.threads, args.keep)
-    student = [r for r in report["results"] if r["preset"] == "student" and r["dtype"] == "int8"]
-    if student and not args.shipped:
+    student = [r for r in report["results"] if r["preset"] == "student" and r["dtype"] == "int8"
+               and not args.shipped]
+    if student:
         r = student[0]
         report["student_int8_summary"] = (
             f"62k student int8: invoke {r['invoke']['median_us']:.1f} us median = "

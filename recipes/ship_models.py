@@ -89,7 +89,8 @@ def benchmark_table(bench, names):
 
 
 def card(name, title, run, cfg, commit, report, rows, files, extra):
-    from tinyse_tf.models.complexity import count_params, macs_per_frame
+    from tinyse_tf.export.complexity import macs_per_frame
+    from tinyse_tf.models.complexity import count_params
 
     preset = cfg["teacher" if name == "teacher" else "student"]
     schedule = (f"{cfg['teacher_epochs']} epochs" if name == "teacher" else

@@ -18,8 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
-from tinyse_tf.cli._common import (EXIT_OK, CliError, import_tf, is_tflite, load_keras_model,
-                                   one_line, open_stream_tflite, resolve_model, say)
+from tinyse_tf.cli._common import (EXIT_OK, CliError, is_tflite, load_keras_model, one_line,
+                                   open_stream_tflite, resolve_model, say)
 from tinyse_tf.constants import HOP, N_FFT, SAMPLE_RATE
 from tinyse_tf.native_stderr import native_stderr_captured
 
@@ -129,7 +129,8 @@ def _config_from_states(inputs: dict) -> dict:
 
 def facts_keras(path: Path) -> tuple[dict, object]:
     model, cfg = load_keras_model(path)  # starts TensorFlow quietly
-    from tinyse_tf.models.complexity import MACS_RULE, macs_per_frame
+    from tinyse_tf.export.complexity import macs_per_frame
+    from tinyse_tf.export.tflite_ops import MACS_RULE
 
     return {"model": str(path), "kind": "Keras CRUSE sequence model",
             "config": {**cfg.to_dict(), "channels": list(cfg.channels),
@@ -149,6 +150,8 @@ def facts_tflite(path: Path) -> tuple[dict, object]:
         pass
     from ai_edge_litert.interpreter import Interpreter
 
+    from tinyse_tf.export.tflite_ops import MACS_RULE, read_model, weight_macs
+
     with native_stderr_captured():
         interp = Interpreter(model_path=str(path))
     sigs = interp.get_signature_list()
@@ -161,20 +164,10 @@ def facts_tflite(path: Path) -> tuple[dict, object]:
     facts = {"model": str(path), "kind": kind,
              "config": cfg, "norm": contract.get("norm") or (cfg or {}).get("norm"),
              "parameters": contract.get("parameters"),
-             "macs_per_frame": contract.get("macs_per_frame"),
+             "macs_per_frame": sum(weight_macs(read_model(path)).values()),
+             "macs_rule": MACS_RULE,
              "size_bytes": path.stat().st_size,
              "io_contract": str(contract_path(path)) if contract else None}
-    import_tf()  # the model code (complexity.py) imports TensorFlow: start it quietly
-    from tinyse_tf.models.complexity import MACS_RULE
-
-    facts["macs_rule"] = MACS_RULE
-    if facts["macs_per_frame"] is None and cfg.get("channels") and cfg.get("gru_groups"):
-        from tinyse_tf.models.complexity import macs_per_frame
-        from tinyse_tf.models.config import CruseConfig
-
-        facts["macs_per_frame"] = int(macs_per_frame(CruseConfig(
-            channels=tuple(cfg["channels"]), gru_groups=cfg["gru_groups"],
-            norm=cfg.get("norm") or "none")))
     return facts, se
 
 

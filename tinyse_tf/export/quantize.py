@@ -35,8 +35,8 @@ from tinyse_tf._tf import keras, tf
 from tinyse_tf.atomic import atomic_open, atomic_write_json
 from tinyse_tf.export.contract import contract_path, io_contract, verify_full_int8
 from tinyse_tf.export._tf_internals import calibrate_only, layer_output_tensors, mlir_quantize
-from tinyse_tf.export.tflite_ops import (model_object, object_bytes, read_model_bytes,
-                                         signature_tensors)
+from tinyse_tf.export.tflite_ops import (MACS_RULE, model_object, object_bytes, read_model_bytes,
+                                         signature_tensors, weight_macs)
 from tinyse_tf.models.config import check_int8_exportable
 from tinyse_tf.models.cruse import config_from_model
 from tinyse_tf.models.streaming import OUTPUT_SUFFIX, build_streaming_model, state_specs
@@ -251,15 +251,15 @@ def export_model(model: keras.Model, out_dir, name: str, int8=INT8_METHODS,
     if "qat" in int8 and qat_dataset is None and qat_result is None:
         raise ValueError("int8='qat' needs qat_dataset: (noisy, clean) audio batches")
     from tinyse_tf.export.calibration import closed_loop_samples
-    from tinyse_tf.models.complexity import macs_per_frame
 
     out_dir = Path(out_dir)
-    base_meta = {"name": name, "config": cfg.to_dict(), "norm": cfg.norm,
-                 "parameters": int(model.count_params()), "macs_per_frame": macs_per_frame(cfg),
-                 "states_spec": {k: list(v) for k, v in state_specs(model).items()}}
     paths = {}
     stream = build_streaming_model(model)
     flat = convert_float(stream)
+    base_meta = {"name": name, "config": cfg.to_dict(), "norm": cfg.norm,
+                 "parameters": int(model.count_params()),
+                 "macs_per_frame": sum(weight_macs(flat).values()), "macs_rule": MACS_RULE,
+                 "states_spec": {k: list(v) for k, v in state_specs(model).items()}}
     paths["float32"] = _write(out_dir, f"{name}_stream_float32.tflite", flat,
                               {**base_meta, "quantization": "none", "dtype": "float32"})
     audio = list(representative_audio) if int8 else []

@@ -15,6 +15,7 @@ subgraphs. Weight data are never copied.
 """
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass, field
 from typing import Any
@@ -200,6 +201,40 @@ def read_model(path: str | os.PathLike) -> TfliteModel:
     with open(path, "rb") as f:
         data = f.read()
     return read_model_bytes(data, str(path))
+
+
+#: The one multiply-accumulate counting rule of tinyse_tf (``weight_macs``).
+MACS_RULE = ("MACs per frame: multiply-accumulates of the weight ops (conv, depthwise conv, "
+             "fully connected, transposed conv) of the streaming .tflite for one 16 ms frame, "
+             "counted from the file; biases, norms, activations and gate element-wise ops not "
+             "counted")
+
+
+def weight_macs(model: TfliteModel | bytes) -> dict[str, int]:
+    """Multiply-accumulates per invoke of the main subgraph's weight ops, by operator type
+    (``MACS_RULE``): CONV_2D / DEPTHWISE_CONV_2D (output elements x kernel taps x input channels
+    per group), FULLY_CONNECTED (output elements x input width) and TRANSPOSE_CONV (input elements
+    x kernel taps x output channels). Everything the file multiplies is counted, e.g. the zero
+    taps of the sub-pixel form of CRUSE's transposed convs (tinyse_tf.models.layers)."""
+    sg = (read_model_bytes(model) if isinstance(model, (bytes, bytearray)) else model).main
+    macs: dict[str, int] = {}
+    for op in sg.ops:
+        out = math.prod(sg.tensors[op.outputs[0]].shape)
+        if op.name == "CONV_2D":
+            _, kh, kw, cin = sg.tensors[op.inputs[1]].shape
+            n = out * kh * kw * cin
+        elif op.name == "DEPTHWISE_CONV_2D":
+            _, kh, kw, _ = sg.tensors[op.inputs[1]].shape
+            n = out * kh * kw
+        elif op.name == "FULLY_CONNECTED":
+            n = out * sg.tensors[op.inputs[1]].shape[-1]
+        elif op.name == "TRANSPOSE_CONV":
+            cout, kh, kw, _ = sg.tensors[op.inputs[1]].shape
+            n = math.prod(sg.tensors[op.inputs[2]].shape) * kh * kw * cout
+        else:
+            continue
+        macs[op.name] = macs.get(op.name, 0) + int(n)
+    return dict(sorted(macs.items()))
 
 
 def op_names(path: str | os.PathLike) -> list[str]:

@@ -463,7 +463,9 @@ class Run:
         return results, files
 
     def metadata(self):
-        from tinyse_tf.models.complexity import MACS_RULE, count_params, macs_per_frame
+        from tinyse_tf.export.complexity import macs_per_frame
+        from tinyse_tf.export.tflite_ops import MACS_RULE
+        from tinyse_tf.models.complexity import count_params
 
         return {"config": dataclasses.asdict(self.cfg), "timings_s": self.timings,
                 "speech_dir": self.speech_dir, "noise_dir": self.noise_dir,
