@@ -85,27 +85,38 @@ def _time_tflite(se, frames: int) -> dict:
     return out
 
 
-def _time_keras(model, frames: int) -> dict:
-    """Float32 streaming TFLite converted in memory; the Keras graph if conversion fails."""
+def _float_file(model):
+    """``(float32 streaming .tflite bytes, None)`` of a Keras model converted in memory, or
+    ``(None, reason)`` when conversion fails."""
     try:
         from tinyse_tf.export.quantize import convert_float
         from tinyse_tf.models.streaming import build_streaming_model
-        from tinyse_tf.runtime import StreamingEnhancer
 
         with native_stderr_captured(), warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            flat = convert_float(build_streaming_model(model))
-            fd, tmp = tempfile.mkstemp(suffix=".tflite")
-            try:
-                with os.fdopen(fd, "wb") as f:
-                    f.write(flat)
-                se = StreamingEnhancer(tmp)
-            finally:
-                os.unlink(tmp)
-        return {"runtime": "float32 streaming TFLite (converted in memory), 1 thread",
-                **_time_tflite(se, frames)}
-    except Exception as e:  # conversion unavailable: time the Keras graph instead
-        reason = f"{type(e).__name__}: {one_line(e, 120)}"
+            return convert_float(build_streaming_model(model)), None
+    except Exception as e:  # conversion unavailable
+        return None, f"{type(e).__name__}: {one_line(e, 120)}"
+
+
+def _time_keras(model, flat, reason, frames: int) -> dict:
+    """Timing of ``flat`` (``_float_file``); of the Keras graph when it is None or fails."""
+    if flat is not None:
+        try:
+            from tinyse_tf.runtime import StreamingEnhancer
+
+            with native_stderr_captured():
+                fd, tmp = tempfile.mkstemp(suffix=".tflite")
+                try:
+                    with os.fdopen(fd, "wb") as f:
+                        f.write(flat)
+                    se = StreamingEnhancer(tmp)
+                finally:
+                    os.unlink(tmp)
+            return {"runtime": "float32 streaming TFLite (converted in memory), 1 thread",
+                    **_time_tflite(se, frames)}
+        except Exception as e:  # not runnable: time the Keras graph instead
+            reason = f"{type(e).__name__}: {one_line(e, 120)}"
     from tinyse_tf.runtime.keras import keras_stream
 
     eng = keras_stream(model)
@@ -127,16 +138,19 @@ def _config_from_states(inputs: dict) -> dict:
     return {"channels": ch, "norm": norm, "gru_units": gru_units}
 
 
-def facts_keras(path: Path) -> tuple[dict, object]:
+def facts_keras(path: Path) -> tuple[dict, object, bytes | None, str | None]:
+    """Facts of a Keras model, the model, and ``_float_file`` of it (MACs are counted there)."""
     model, cfg = load_keras_model(path)  # starts TensorFlow quietly
     from tinyse_tf.export.complexity import macs_per_frame
-    from tinyse_tf.export.tflite_ops import MACS_RULE
+    from tinyse_tf.export.tflite_ops import MACS_RULE, weight_macs
 
+    flat, reason = _float_file(model)
+    macs = sum(weight_macs(flat).values()) if flat is not None else macs_per_frame(cfg)
     return {"model": str(path), "kind": "Keras CRUSE sequence model",
             "config": {**cfg.to_dict(), "channels": list(cfg.channels),
                        "gru_units": cfg.gru_units},
             "norm": cfg.norm, "parameters": int(model.count_params()),
-            "macs_per_frame": int(macs_per_frame(cfg)), "macs_rule": MACS_RULE}, model
+            "macs_per_frame": int(macs), "macs_rule": MACS_RULE}, model, flat, reason
 
 
 def facts_tflite(path: Path) -> tuple[dict, object]:
@@ -218,9 +232,9 @@ def run(args) -> int:
             facts["timing"] = {"runtime": "this file through StreamingEnhancer, 1 thread",
                                **_time_tflite(se, args.frames)}
     else:
-        facts, model = facts_keras(path)
+        facts, model, flat, reason = facts_keras(path)
         if not args.no_timing:
-            facts["timing"] = _time_keras(model, args.frames)
+            facts["timing"] = _time_keras(model, flat, reason, args.frames)
     facts.update(sample_rate=SAMPLE_RATE, hop_samples=HOP, hop_ms=1000 * HOP / SAMPLE_RATE,
                  frame_samples=N_FFT, algorithmic_latency_ms=1000 * N_FFT / SAMPLE_RATE,
                  stream_delay_samples=N_FFT - HOP)
