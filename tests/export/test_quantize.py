@@ -114,6 +114,17 @@ def qat_result(student):
 
 
 @pytest.fixture(scope="module")
+def qat_calibrated(qat_result):
+    """``(streaming graph of the QAT result's weights, its calibrated float .tflite)``."""
+    from tinyse_tf.export.calibration import closed_loop_samples
+    from tinyse_tf.export.quantize import calibrate, convert_float
+
+    stream = build_streaming_model(qat_result[1].model)
+    samples = closed_loop_samples(convert_float(stream), [p[0] for p in noisy_pairs(1, 1.0)], 30)
+    return stream, calibrate(stream, samples)
+
+
+@pytest.fixture(scope="module")
 def exported(student, qat_result, tmp_path_factory):
     out = tmp_path_factory.mktemp("export")
     pairs = noisy_pairs(6, 2.0, seed=1)
@@ -203,17 +214,13 @@ def test_int8_states_round_trip_unchanged(exported):
                 assert e["scale"] == pytest.approx(src["scale"], rel=1e-6)
 
 
-def test_states_that_cannot_align_are_an_error(student, monkeypatch):
+def test_states_that_cannot_align_are_an_error(qat_calibrated, monkeypatch):
     """If a state input cannot be given its output's exact quantization (here: the check is made
     to fail every time), the export stops with an error naming the state, rather than writing a
     file whose states do not pass straight through (as MicroFrameModel and the C header assume)."""
     from tinyse_tf.export import quantize
-    from tinyse_tf.export.calibration import closed_loop_samples
 
-    stream = build_streaming_model(student)
-    samples = closed_loop_samples(quantize.convert_float(stream),
-                                  [p[0] for p in noisy_pairs(1, 1.0)], 20)
-    calibrated = quantize.calibrate(stream, samples)
+    _, calibrated = qat_calibrated
     monkeypatch.setattr(quantize, "same_quantization", lambda *args: False)
     with pytest.raises(quantize.StateAlignmentError,
                        match=r"after 3 quantization passes \d+ state input\(s\) still differ.*"
@@ -385,15 +392,12 @@ def test_qat_finetune_moves_only_the_copy(student, qat_result):
     assert set(result.ranges) >= {"features", "gru", "enc1_conv", "dec4_deconv", "dec_3"}
 
 
-def test_qat_ranges_land_on_the_matching_streaming_tensors(student, qat_result):
-    from tinyse_tf.export.calibration import closed_loop_samples
-    from tinyse_tf.export.quantize import calibrate, convert_float, qat_tensor_ranges
+def test_qat_ranges_land_on_the_matching_streaming_tensors(qat_result, qat_calibrated):
+    from tinyse_tf.export.quantize import qat_tensor_ranges
     from tinyse_tf.export.tflite_ops import model_object, signature_tensors
 
     _, result = qat_result
-    stream = build_streaming_model(result.model)
-    samples = closed_loop_samples(convert_float(stream), [p[0] for p in noisy_pairs(1, 1.0)], 30)
-    calibrated = calibrate(stream, samples)
+    stream, calibrated = qat_calibrated
     sources = stream.state_sources
     m = read_model_bytes(calibrated).main
     producer = {t: op.name for op in m.ops for t in op.outputs}
