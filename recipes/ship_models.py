@@ -2,12 +2,13 @@
 
     python recipes/two_step.py --preset release --speech-dir ../shared/audio/speech \
         --noise-dir ../shared/audio/noise --out runs/release
-    python benchmarks/vs_classical.py runs/release/export/two_step_stream_int8_ptq.tflite \
-        runs/release/export/two_step_stream_float32.tflite --clips 100 --json bench.json
+    python benchmarks/vs_peers.py runs/release/export/two_step_stream_int8_ptq.tflite \
+        runs/release/export/two_step_stream_float32.tflite runs/release/models/teacher.keras \
+        --json bench.json
     python recipes/ship_models.py runs/release --benchmark bench.json
 
 The shipped .tflite files are byte copies of the run's, so the benchmark can equally be run on
-them after shipping (``python benchmarks/vs_classical.py --clips 100``, as README's table was).
+them after shipping (``python benchmarks/vs_peers.py``, as README's table is).
 
 Writes the two-step student (Keras weights, streaming int8 PTQ and float32 .tflite with their
 I/O contracts) and the teacher (Keras weights in float16), ``models.json`` (sizes, SHA-256) and
@@ -64,28 +65,19 @@ def metrics_table(report, rows, labels=("snr_-5", "snr_0", "snr_5")):
     return "\n".join(lines)
 
 
-def benchmark_table(bench, names):
-    """Markdown: of each named enhancer of a vs_classical.py JSON, µs of CPU per 16 ms hop and
-    the paired per-clip difference to log-MMSE (mean ± standard error) per input SNR."""
+def benchmark_table(bench):
+    """Markdown: the tables of a ``benchmarks/vs_peers.py`` JSON (quality, cost and paired
+    differences to log-MMSE, GTCRN and DTLN on the real test split) with their set-up line."""
     if not bench:
         return "(not measured: pass --benchmark)"
-    lines = ["| file | input SNR | vs log-MMSE: " + " | ".join(h for _, h in METRICS)
-             + " | µs per 16 ms hop |", "|---|---|" + "---|" * (len(METRICS) + 1)]
-    for name in names:
-        for label, per_snr in bench["results"].items():
-            if not label.startswith(name):
-                continue
-            for snr, row in per_snr.items():
-                paired = row.get("vs_reference", {})
-                lines.append(f"| {label} | {snr} dB | " + " | ".join(
-                    f"{paired[m]['mean']:+.2f} ± {paired[m]['se']:.2f}" if m in paired else "-"
-                    for m, _ in METRICS) + f" | {row['us_per_frame']:.0f} |")
     m = bench["machine"]
-    return ("\n".join(lines) + f"\n\n`benchmarks/vs_classical.py`: {bench['clips_per_snr']} "
-            f"mixtures per SNR of the real test split ({bench['seconds']:g} s of speech after "
+    tables = "\n\n".join(f"**{title[0].upper() + title[1:]}**\n\n{text}"
+                           for title, text in bench["tables"].items())
+    return (tables + f"\n\n`benchmarks/vs_peers.py`: {bench['mixtures_per_snr']} mixtures per "
+            f"SNR of the real test split ({bench['seconds']:g} s of speech after "
             f"{bench['lead_in_s']:g} s of noise alone); CPU time of one thread, STFT/mel/mask path "
             f"included, on {m['processor']} ({m['cpus']} CPUs), {m['platform']}, "
-            f"Python {m['python']}.")
+            f"Python {m['python']}, {bench['date']}.")
 
 
 def card(name, title, run, cfg, commit, report, rows, files, extra):
@@ -134,7 +126,7 @@ standard error over files (from `{run}/report/report.json`).
 
 {metrics_table(report, rows)}
 
-## Against log-MMSE, and cost
+## Against log-MMSE and the public tiny enhancers (GTCRN, DTLN), and cost
 {extra['bench']}
 """
 
@@ -142,7 +134,7 @@ standard error over files (from `{run}/report/report.json`).
 def main(argv=None):
     p = argparse.ArgumentParser(prog="ship_models.py", description=__doc__.split("\n")[0])
     p.add_argument("run", help="a finished --preset release run folder")
-    p.add_argument("--benchmark", help="vs_classical.py --json output for the cost section")
+    p.add_argument("--benchmark", help="vs_peers.py --json output for the peers section")
     p.add_argument("--commit", help="commit of the code that ran (default: git HEAD)")
     p.add_argument("--cards", default=str(ROOT / "docs" / "models"))
     args = p.parse_args(argv)
@@ -183,7 +175,7 @@ def main(argv=None):
                           else "the last epoch"),
                  "train_s": f"{timings.get(f'train_{stage}_s', 0) / 60:.0f} min of training"
                             + (" (plus the teacher's)" if name == "student" else ""),
-                 "bench": benchmark_table(bench, ["two_step", "shipped student"]) if name == "student" else
+                 "bench": benchmark_table(bench) if name == "student" else
                  "Not exported for devices (a training target for your own students)."}
         card_path = pathlib.Path(args.cards) / f"{name}.md"
         card_path.parent.mkdir(parents=True, exist_ok=True)

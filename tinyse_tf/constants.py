@@ -1,4 +1,4 @@
-"""Signal constants shared by features, data, models and export (METHOD.md section 1)."""
+"""Signal constants shared by features, data, models and export (docs/DESIGN.md, A.1)."""
 SAMPLE_RATE = 16000
 N_FFT = 512  # 32 ms frames
 HOP = 256  # 16 ms hop, 50 % overlap

@@ -1,6 +1,6 @@
 """Two-step knowledge distillation: the ``Distiller`` model and the ``PhaseSwitch`` callback.
 
-Loss (METHOD.md section 3): ``L = gamma * L_KD + (1 - gamma) * L_PSA``, with gamma a non-trainable
+Loss (docs/DESIGN.md, A.3): ``L = gamma * L_KD + (1 - gamma) * L_PSA``, with gamma a non-trainable
 variable. Schedules:
 
 * baseline student: no teacher, gamma = 0;
@@ -153,7 +153,7 @@ class PhaseSwitch(keras.callbacks.Callback):
 
     The value depends only on the epoch index, so a run resumed with ``initial_epoch`` gets the right
     phase. ``reset_optimizer=True`` zeroes the optimizer state (moments and step count) once at the
-    switch; by default it carries over (METHOD.md section 4).
+    switch; by default it carries over (docs/DESIGN.md, B.7).
     """
 
     def __init__(self, switch_epoch, step1_gamma=1.0, step2_gamma=0.0, reset_optimizer=False,

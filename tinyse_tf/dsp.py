@@ -1,4 +1,4 @@
-"""Numpy half of the signal path (METHOD.md section 1): windows, mel matrices and the
+"""Numpy half of the signal path (docs/DESIGN.md, A.1): windows, mel matrices and the
 frame-by-frame analysis/synthesis used by the streaming wrapper.
 
 This module needs only numpy, so the streaming wrapper runs on a device without TensorFlow or
@@ -23,7 +23,7 @@ def sqrt_hann(n: int = N_FFT) -> np.ndarray:
     """Periodic square-root Hann window [n]; used for analysis and synthesis.
 
     With 50 % overlap the product of the two windows (a periodic Hann) sums to exactly 1, so
-    overlap-add reconstructs the input exactly (METHOD.md choice).
+    overlap-add reconstructs the input exactly (docs/DESIGN.md, B.1).
     """
     return np.sqrt(0.5 - 0.5 * np.cos(2.0 * np.pi * np.arange(n) / n)).astype(np.float32)
 

@@ -1,4 +1,4 @@
-"""TensorFlow half of the signal path (METHOD.md section 1): STFT, mel features,
+"""TensorFlow half of the signal path (docs/DESIGN.md, A.1): STFT, mel features,
 mel-mask -> linear-mask and inverse STFT on whole sequences, inside training graphs.
 
 The numpy frame-by-frame path with the same maths is ``tinyse_tf.dsp``; tests check that both give

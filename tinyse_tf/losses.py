@@ -1,4 +1,5 @@
-"""Training losses: phase-sensitive spectrum approximation and self-similarity KD (METHOD.md section 3).
+"""Training losses: phase-sensitive spectrum approximation and self-similarity KD
+(docs/DESIGN.md, A.3 and B.3-B.6).
 
 Memory of the G_tf loss, worked out for the teacher at batch 32 x 2 s clips: ``tinyse_tf.features.stft``
 pads the 32,000 samples causally (256 zeros in front, 256 + up to a hop behind), giving

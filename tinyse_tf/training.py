@@ -32,7 +32,7 @@ def make_strategy(name="default"):
     if name == "multiworker":
         if "TF_CONFIG" not in os.environ:
             raise ValueError("--strategy multiworker needs TF_CONFIG (cluster and task) in the "
-                             "environment of every worker; see README 'Scale out'")
+                             "environment of every worker; see docs/RECIPE.md, 'Scale out'")
         json.loads(os.environ["TF_CONFIG"])  # a clear JSON error beats one from deep inside TF
         return tf.distribute.MultiWorkerMirroredStrategy()
     raise ValueError(f"unknown strategy {name!r}; choose one of {STRATEGIES}")

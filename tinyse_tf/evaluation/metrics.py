@@ -1,4 +1,4 @@
-"""Per-clip speech-enhancement metrics at 16 kHz (METHOD.md section 5).
+"""Per-clip speech-enhancement metrics at 16 kHz (docs/DESIGN.md, A.5).
 
 Every metric takes float arrays of shape [n] (mono, 16 kHz, same length) and returns a float (or a
 dict for DNSMOS). Heavy libraries (pesq, pystoi, mir_eval, speechmos/onnxruntime) are imported on

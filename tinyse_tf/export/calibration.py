@@ -27,12 +27,15 @@ def _as_audio(item) -> np.ndarray:
 
 
 def noisy_mixtures(speech, noise, n_clips: int = 8, seconds: float = 4.0, snr_db=(-5.0, 20.0),
-                   seed: int = 0):
+                   seed: int = 0, sources=None):
     """Random (noisy, clean) pairs mixed from speech and noise recordings.
 
     Args:
         speech, noise: sequences of 1-D float arrays at 16 kHz, or of audio file paths.
         n_clips: number of pairs; seconds: length of each (shorter sources are looped).
+        sources: optional ``[(speech index, noise index), ...]`` naming the recordings of each
+            pair (e.g. every speech x every noise) instead of ``n_clips`` random draws; the
+            crops and SNRs are still drawn from ``seed``.
         snr_db: (low, high) uniform SNR range in dB, or a single number.
         seed: the pairs depend only on it and the sources.
     Returns:
@@ -52,9 +55,12 @@ def noisy_mixtures(speech, noise, n_clips: int = 8, seconds: float = 4.0, snr_db
     n = int(seconds * SAMPLE_RATE)
     lo, hi = (snr_db, snr_db) if np.isscalar(snr_db) else snr_db
     pairs = []
-    for _ in range(n_clips):
-        s = _crop(source(speech, "speech", rng.integers(len(speech))), n, rng)
-        v = _crop(source(noise, "noise", rng.integers(len(noise))), n, rng)
+    for k in range(n_clips if sources is None else len(sources)):
+        # Random draws keep their order (index, crop, index, crop): same seed, same pairs.
+        i = rng.integers(len(speech)) if sources is None else sources[k][0]
+        s = _crop(source(speech, "speech", i), n, rng)
+        j = rng.integers(len(noise)) if sources is None else sources[k][1]
+        v = _crop(source(noise, "noise", j), n, rng)
         snr = rng.uniform(lo, hi)
         gain = np.sqrt(np.mean(s ** 2) / (np.mean(v ** 2) + 1e-12) / 10 ** (snr / 10))
         noisy = s + gain * v

@@ -30,7 +30,7 @@ from tinyse_tf.export.tflite_ops import NotATfliteFile, OpInfo, SubgraphInfo, Tf
 #   https://coral.ai/docs/edgetpu/models-intro/#supported-operations
 # (the same table is mirrored by vendors of chips with that NPU, e.g. Axis ARTPEC-7
 #   https://developer.axis.com/computer-vision/on-device/system-on-chip/artpec-7/supported-ops/),
-# as summarised in this project's shared/docs/EDGE.md. Coral's "LSTM: unidirectional only" is
+# as summarised in docs/DESIGN.md, part C. Coral's "LSTM: unidirectional only" is
 # mapped to the builtins LSTM and UNIDIRECTIONAL_SEQUENCE_LSTM (what a Keras LSTM converts to);
 # BIDIRECTIONAL_SEQUENCE_LSTM is not on the list. GRU has no entry.
 EDGETPU_SUPPORTED_OPS = frozenset({
@@ -65,7 +65,7 @@ EIGHT_BIT = frozenset({"INT8", "UINT8"})
 NO_FUSED_ACTIVATION = frozenset({"CONCATENATION", "AVERAGE_POOL_2D", "MAX_POOL_2D"})
 EDGETPU_CUSTOM_CODE = "edgetpu-custom-op"  # what edgetpu_compiler leaves in a compiled model
 
-# Short hints for ops this project has actually met (shared/docs/EDGE.md).
+# Short hints for ops this project has actually met (docs/DESIGN.md, part C).
 _HINTS = {
     "WHILE": "control flow, e.g. a Keras GRU/LSTM loop: export a single-frame graph with the "
              "state as explicit input/output",

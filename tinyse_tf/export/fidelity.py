@@ -24,16 +24,17 @@ FIDELITY_METRICS = ("si_sdr", "estoi")
 
 
 def mixtures_by_snr(speech, noise, snrs=(-5, 0, 5), n_clips: int = 8, seconds: float = 4.0,
-                    seed: int = 0) -> dict[float, list]:
+                    seed: int = 0, sources=None) -> dict[float, list]:
     """``{snr: [(noisy [n], clean [n]), ...]}``: the same speech/noise draws at every SNR.
 
     Args:
         speech, noise: 1-D float arrays at 16 kHz or audio file paths.
+        sources: optional (speech index, noise index) per mixture, see ``noisy_mixtures``.
     """
     from tinyse_tf.export.calibration import noisy_mixtures
 
     return {float(snr): noisy_mixtures(speech, noise, n_clips=n_clips, seconds=seconds,
-                                       snr_db=float(snr), seed=seed)
+                                       snr_db=float(snr), seed=seed, sources=sources)
             for snr in snrs}
 
 

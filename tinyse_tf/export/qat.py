@@ -10,12 +10,13 @@
    float);
 2. calibrates every activation range from the float model on real audio before training
    (tfmot starts ranges at +-6 and moves them by an EMA with decay 0.999, far too slowly for a
-   short fine-tune, shared/docs/EDGE.md);
+   short fine-tune, docs/DESIGN.md, part C);
 3. fine-tunes with the PSA loss on (noisy, clean) batches;
 4. returns the float weights QAT learned, copied into a plain sequence model, and the learned
    ranges per layer, for ``tinyse_tf.export.quantize.qat_tensor_ranges``.
 
-The QAT model itself is never saved (EDGE.md: with Conv2DTranspose only .h5 saving works) nor
+The QAT model itself is never saved (docs/DESIGN.md, part C: with Conv2DTranspose only .h5
+saving works) nor
 converted: the streaming graph is rebuilt from the returned float model.
 """
 from __future__ import annotations

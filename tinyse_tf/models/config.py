@@ -1,4 +1,4 @@
-"""Typed CRUSE configuration and the named presets (METHOD.md section 2)."""
+"""Typed CRUSE configuration and the named presets (docs/DESIGN.md, A.2)."""
 import dataclasses
 
 from tinyse_tf.constants import N_MELS

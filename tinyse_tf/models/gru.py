@@ -2,7 +2,7 @@
 
 * **frame mode** (streaming, export): ``GroupedGRUCell`` — per group two Dense layers (input and
   recurrent projection of the gates z, r, n), i.e. FULLY_CONNECTED / ADD / SUB / MUL / LOGISTIC /
-  TANH, all int8 Edge TPU ops (shared/docs/EDGE.md). Keras' GRU layer would convert to a TFLite
+  TANH, all int8 Edge TPU ops (docs/DESIGN.md, B.11). Keras' GRU layer would convert to a TFLite
   WHILE loop whose int8 calibration crashes.
 * **sequence mode on CPU** (training, offline inference): the same function reorganised for
   speed. The input projections do not depend on the state, so all frames and groups are projected

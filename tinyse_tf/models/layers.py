@@ -1,7 +1,7 @@
 """Streaming-aware Keras layers of the CRUSE family: one layer, two modes.
 
 Every layer here runs on whole sequences *and* on single frames with its memory made explicit
-(the kws_streaming idea, shared/docs/STYLE.md):
+(the kws_streaming idea, docs/DESIGN.md part C):
 
 * sequence mode, for training and offline inference: ``y = layer(x)`` with x [b, t, f, c];
 * frame mode, for streaming and export: ``y, new_state = layer(x, state=s)`` with x [b, 1, f, c]
@@ -14,7 +14,7 @@ and follows the same contract.
 
 Frame mode is written only with ops that convert to all-int8 Coral Edge TPU ops (CONV_2D,
 FULLY_CONNECTED, CONCATENATION, PAD, RESHAPE, SPLIT, STRIDED_SLICE, ADD, SUB, MUL, PRELU, MEAN,
-SQUARED_DIFFERENCE, RSQRT, LOGISTIC, TANH; shared/docs/EDGE.md), so the single-frame graph that
+SQUARED_DIFFERENCE, RSQRT, LOGISTIC, TANH; docs/DESIGN.md part C), so the single-frame graph that
 ``tinyse_tf.models.streaming.build_streaming_model`` wires from these layers is at once the Keras
 streaming graph and the graph converted to float32 / int8 TFLite. Weights are the layers' own:
 nothing is copied or rewritten outside the layer that owns them.
@@ -101,9 +101,10 @@ class CausalConv2DTranspose(StreamingLayer, keras.layers.Conv2DTranspose):
 
     Sequence mode: Conv2DTranspose, then the last frame and the last bin are dropped.
     Frame mode runs the same function as a **sub-pixel conv**, because stride-2 TRANSPOSE_CONV does
-    not compile for the Edge TPU (EDGE.md): a 'valid' (2, 2) conv over ``[x[t-1], x[t]]`` in time
-    and ``[x[m-1], x[m]]`` in frequency with ``2 * filters`` output channels, whose two channel
-    halves are the even and odd output bins (a reshape interleaves them)::
+    not compile for the Edge TPU (docs/DESIGN.md, B.10): a 'valid' (2, 2) conv over
+    ``[x[t-1], x[t]]`` in time and ``[x[m-1], x[m]]`` in frequency with ``2 * filters`` output
+    channels, whose two channel halves are the even and odd output bins (a reshape interleaves
+    them)::
 
         y[t, 2m]   = b + x[t,m] K[0,0] + x[t,m-1] K[0,2] + x[t-1,m] K[1,0] + x[t-1,m-1] K[1,2]
         y[t, 2m+1] = b + x[t,m] K[0,1] + x[t-1,m] K[1,1]
@@ -218,7 +219,7 @@ class CumulativeLayerNorm(StreamingLayer, _ChannelAffine):
         frame: x [b, 1, f, c], state [b, 3] = (running sum, running sum of squares, element
         count) -> (y [b, 1, f, c], new state [b, 3]).
     Note: the running sums grow without bound, so cLN is exact in float but does not fit a fixed
-    int8 range (EDGE.md); use ``FrameLayerNorm`` for int8 export.
+    int8 range (docs/DESIGN.md, B.9); use ``FrameLayerNorm`` for int8 export.
     """
 
     def state_shape(self, input_shape):
@@ -251,8 +252,8 @@ class FrameLayerNorm(FrameFormLayer, _ChannelAffine):
     (export): ``d = x - mean``, ``var = mean(d * d)``, ``d * rsqrt(var + eps) * gain + bias``:
     MEAN, SUB, MUL, MEAN, ADD, RSQRT, MUL, MUL, ADD in TFLite. Training form: ``tf.nn.moments``
     and ``tf.nn.batch_normalization`` (fused kernels, same function). (In the frame form,
-    SQUARED_DIFFERENCE has the same maths but its int8 kernel is slow: it made the int8 student's
-    invoke 2.3x the float one's, EDGE.md.)
+    SQUARED_DIFFERENCE has the same maths but its int8 kernel is slow: about 40 us per frame on
+    an x86 CPU; docs/EXPORT.md, "Measured".)
 
     Shape: x [b, t, f, c] -> [b, t, f, c] (t = 1 in frame mode).
     """

@@ -36,7 +36,7 @@ class RecipeConfig:
     step1_epochs: int = 2
     one_step_gamma: float = 0.5
     kd_granularity: str = "tf"
-    # KD loss options (METHOD.md section 3), passed to Distiller / similarity_kd_loss:
+    # KD loss options (docs/DESIGN.md, B.4-B.7), passed to Distiller / similarity_kd_loss:
     kd_reduction: str = "mean"  # "mean" over bins and entries, or "sum": the literal (1/b^2)·Σ
     kd_normalize: bool = True  # L2-normalise each Gram row (Tung & Mori 2019)
     kd_layers: tuple = ()  # BLOCK_NAMES to distil; () = Distiller's default (all 9; "mask" for output)
@@ -135,12 +135,13 @@ PRESETS = {
                           validation_steps=1, teacher_epochs=2, student_epochs=4, step1_epochs=1,
                           test_clips=2, test_clip_seconds=2.0, qat_steps=3,
                           metrics=("si_sdr", "sdr", "pesq", "estoi")),
-    # The default: the whole method on the built-in corpus in about 30 minutes on 2 idle CPU cores (README).
+    # The default: the whole method on the built-in corpus in about 30 minutes on 2 idle CPU cores
+    # (docs/BENCHMARKS.md).
     "demo": RecipeConfig(),
     # The shipped models (tinyse_tf.pretrained): real recordings (--speech-dir/--noise-dir, e.g.
     # LibriSpeech + recorded noise) with a fifth of the clips from the built-in corpus, DNS-style
     # augmentation, cosine learning rate, best validation SI-SDR kept; about 90 minutes on 2 CPU
-    # cores (README, docs/MODELS.md).
+    # cores (docs/RECIPE.md, docs/models/).
     "release": RecipeConfig(steps_per_epoch=100, validation_steps=30, teacher_epochs=30,
                             student_epochs=40, step1_epochs=10, test_clips=25,
                             builtin_weight=0.2, reverb_prob=0.2, eq_prob=0.3, bandlimit_prob=0.1,
@@ -152,7 +153,7 @@ PRESETS = {
                              student_epochs=100, step1_epochs=25, test_clips=25,
                              builtin_weight=0.2, reverb_prob=0.2, eq_prob=0.3, bandlimit_prob=0.1,
                              lr_schedule="cosine", keep="best"),
-    # The paper's schedule (METHOD.md section 4): for a GPU and DNS Challenge folders.
+    # The paper's schedule (docs/DESIGN.md, A.4): for a GPU and DNS Challenge folders.
     "paper": RecipeConfig(clip_seconds=2.0, batch_size=32, steps_per_epoch=5000,
                           validation_steps=100, learning_rate=6e-5, teacher_epochs=100,
                           student_epochs=400, step1_epochs=100, test_clips=150,

@@ -556,7 +556,8 @@ def parse_args(argv=None, prog="two_step.py"):
                         "one (tinyse_tf.pretrained('teacher'))")
     p.add_argument("--kd-granularity", choices=("tf", "t", "f", "batch", "output"))
     p.add_argument("--kd-reduction", choices=("mean", "sum"),
-                   help="G_tf KD over bins: mean (default) or sum, METHOD.md's literal (1/b^2)·Σ")
+                   help="G_tf KD over bins: mean (default) or sum, the paper's literal "
+                        "(1/b^2)·Σ (docs/DESIGN.md, B.5)")
     p.add_argument("--kd-normalize", action=argparse.BooleanOptionalAction,
                    help="L2-normalise each Gram row before the difference (default: on)")
     p.add_argument("--kd-layers", type=_comma_list, metavar="NAME,...",
