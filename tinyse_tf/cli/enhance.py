@@ -293,8 +293,13 @@ def run(args) -> int:
     out_dir = Path(args.output_dir)
     if args.threads < 1:
         raise CliError(f"--threads {args.threads}: must be at least 1")
-    args.model = resolve_model(args.model, None if args.quiet else
-                               (lambda text: say(PROG, "note", text)))
+    notes = []  # which model: said once the inputs are known to be usable
+    try:
+        args.model = resolve_model(args.model, notes.append)
+    except CliError:
+        for text in notes:  # a local path shadowing a shipped name explains the error
+            say(PROG, "note", text)
+        raise
     jobs = plan_jobs(args.inputs, out_dir)
     if not args.overwrite:
         existing = [j for j in jobs if j.dst.exists()]
@@ -325,6 +330,8 @@ def run(args) -> int:
             report(p)
     if not usable:
         return EXIT_USAGE
+    for text in [] if args.quiet else notes:
+        say(PROG, "note", text, write=tqdm.write)
     pick = _make_engines(args.model, args.threads, args.offline_max_seconds)
     note = None if args.quiet else (lambda m: say(PROG, "note", m, write=tqdm.write))
     done = 0
