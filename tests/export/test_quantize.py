@@ -26,7 +26,7 @@ from tinyse_tf.export.edgetpu_check import check_model, format_table
 from tinyse_tf.export.quantize import export_model, load_contract
 from tinyse_tf.export.tflite_ops import read_model_bytes
 from tinyse_tf.models import Int8ExportError, build_cruse, build_streaming_model, state_specs
-from tinyse_tf.runtime import StreamingEnhancer, TfliteFrameModel, run_frames, signal_features
+from tinyse_tf.runtime import TfliteFrameModel, run_frames, signal_features
 
 SHARED_AUDIO = Path(__file__).resolve().parents[3] / "shared" / "audio"
 EDGETPU_OPS = {"ADD", "CONCATENATION", "CONV_2D", "FULLY_CONNECTED", "LOGISTIC", "MEAN",

@@ -28,6 +28,7 @@ from typing import Iterable, Mapping, Sequence
 import numpy as np
 
 from tinyse_tf.atomic import atomic_open
+from tinyse_tf.constants import SAMPLE_RATE
 from tinyse_tf.evaluation import metrics as _metrics
 from tinyse_tf.evaluation.metrics import (DEFAULT_METRICS, error_string,
                                           compute_metrics, empty_result, metric_keys)
