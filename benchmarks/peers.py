@@ -195,16 +195,15 @@ def gtcrn_cost(folder) -> dict:
 
 def tflite_cost(paths, hop: int) -> dict:
     """Float weights stored in TFLite files and the MACs of their weight layers per second of
-    audio (``tinyse_tf.export.micro.model_macs`` per invoke, one invoke per ``hop`` samples)."""
-    from tinyse_tf.export.micro import model_macs
-    from tinyse_tf.export.tflite_ops import read_model
+    audio (``tinyse_tf.export.tflite_ops.weight_macs`` per invoke, one invoke per ``hop`` samples)."""
+    from tinyse_tf.export.tflite_ops import read_model, weight_macs
 
     weights, macs = 0, Counter()
     for path in paths:
         sg = read_model(path).main
         weights += sum(int(np.prod(t.shape)) for t in sg.tensors
                        if t.is_constant and t.dtype in ("FLOAT32", "INT8", "FLOAT16"))
-        macs.update(model_macs(Path(path).read_bytes()))
+        macs.update(weight_macs(Path(path).read_bytes()))
     per_second = SAMPLE_RATE / hop
     return {"weights": int(weights), "macs_per_s": int(sum(macs.values()) * per_second),
             "macs_by_op": {k: int(v * per_second) for k, v in sorted(macs.items())}}

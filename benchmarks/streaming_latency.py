@@ -20,6 +20,11 @@ as median and 99th percentile in microseconds, the real-time factor RTF = median
 16 ms hop duration, and per preset the int8 / float32 ratios. Prints a table and the same numbers
 as JSON (to stdout, or ``--json``).
 
+``--shipped`` measures the package's shipped streaming files instead (``tinyse_tf.shipped``: the
+default model's int8 and float32 files, trained weights), each in turn within every one of
+``--rounds`` rounds (the order alternating), and reports the median over rounds: this is how
+``tinyse enhance``'s host default (docs/CLI.md) was chosen.
+
 ``--baseline CHECKOUT`` also runs this script on another checkout of tinyse_tf (e.g. a git worktree
 of an older commit), in a subprocess, in alternation with this tree (``--rounds`` each), and
 prints both side by side with the ratio this tree / baseline: the machine's load changes between
@@ -152,7 +157,7 @@ def random_model(preset):
 
 def run(presets, frames, threads, keep=None):
     from tinyse_tf.export.quantize import export_model
-    from tinyse_tf.models.complexity import macs_per_frame
+    from tinyse_tf.export.tflite_ops import weight_macs
 
     audio, source = calibration_audio()
     out_dir = Path(keep) if keep else Path(tempfile.mkdtemp(prefix="tinyse_bench_"))
@@ -171,7 +176,7 @@ def run(presets, frames, threads, keep=None):
             results.append({
                 "preset": preset, "file": path.name,
                 "dtype": "int8" if "int8" in kind else "float32",
-                "parameters": int(model.count_params()), "macs_per_frame": macs_per_frame(preset),
+                "parameters": int(model.count_params()), "macs_per_frame": sum(weight_macs(path.read_bytes()).values()),
                 "size_kib": round(path.stat().st_size / 1024, 1), "frames_timed": n,
                 "invoke": inv, "hop": hop, "file_hop": file_hop,
                 "xnnpack_partitions": xnnpack_partitions(path, threads),
@@ -181,6 +186,40 @@ def run(presets, frames, threads, keep=None):
             "weights": "random (norm='frame_ln'); latency only, no quality",
             "calibration_audio": source, "hop_us": HOP_US, "results": results,
             "int8_over_float32": _int8_ratios(results)}
+
+
+def run_shipped(frames, threads, rounds) -> dict:
+    """The shipped int8 and float32 streaming files of the default model, timed in alternation
+    (``rounds`` rounds, order flipped each round); medians over rounds, as ``run`` reports."""
+    from tinyse_tf import shipped
+    from tinyse_tf.export.contract import contract_path
+    from tinyse_tf.export.tflite_ops import weight_macs
+
+    audio, source = calibration_audio()
+    name = shipped.DEFAULT_MODEL
+    paths = {kind: shipped.pretrained_file(name, kind) for kind in ("int8", "float32")}
+    reports = []
+    for i in range(rounds):
+        results = {}
+        for kind in (("int8", "float32") if i % 2 == 0 else ("float32", "int8")):
+            path = paths[kind]
+            contract = json.loads(contract_path(path).read_text())
+            inv = time_invoke(path, frames, threads)
+            hop = time_hops(path, frames, threads, audio[0])
+            results[kind] = {
+                "preset": name, "file": path.name, "dtype": kind,
+                "parameters": contract["parameters"],
+                "macs_per_frame": sum(weight_macs(path.read_bytes()).values()), "size_kib": round(path.stat().st_size / 1024, 1),
+                "frames_timed": frames, "invoke": inv, "hop": hop,
+                "file_hop": time_file(path, threads, audio[0]),
+                "xnnpack_partitions": xnnpack_partitions(path, threads),
+                "invoke_fraction_of_hop": inv["median_us"] / HOP_US,
+                "rtf": hop["median_us"] / HOP_US}
+        reports.append({"results": [results["int8"], results["float32"]]})
+    merged = _median_of_rounds(reports)
+    return {"machine": {**machine(), "threads": threads},
+            "weights": f"shipped model {name!r} (trained)", "audio": source, "hop_us": HOP_US,
+            **merged}
 
 
 def _int8_ratios(results) -> dict:
@@ -259,8 +298,12 @@ def main(argv=None):
     p.add_argument("--baseline", help="another tinyse_tf checkout to measure side by side")
     p.add_argument("--rounds", type=int, default=3,
                    help="with --baseline: alternating runs of each (default 3)")
+    p.add_argument("--shipped", action="store_true",
+                   help="time the shipped int8 and float32 files (alternating, --rounds rounds)")
     args = p.parse_args(argv)
-    if args.baseline:
+    if args.shipped:
+        report = run_shipped(args.frames, args.threads, args.rounds)
+    elif args.baseline:
         ours, theirs = [], []
         for i in range(args.rounds):
             print(f"round {i + 1}/{args.rounds}: baseline, then this tree", file=sys.stderr)
@@ -271,7 +314,8 @@ def main(argv=None):
         report["this_over_baseline"] = compare(report, report["baseline"])
     else:
         report = run(args.presets, args.frames, args.threads, args.keep)
-    student = [r for r in report["results"] if r["preset"] == "student" and r["dtype"] == "int8"]
+    student = [r for r in report["results"] if r["preset"] == "student" and r["dtype"] == "int8"
+               and not args.shipped]
     if student:
         r = student[0]
         report["student_int8_summary"] = (

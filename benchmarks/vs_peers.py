@@ -18,15 +18,16 @@ draws N random speech/noise pairs instead. Enhancers:
   stages), each run frame by frame as its own repository's streaming script does;
 * ours: streaming ``.tflite`` files through ``StreamingEnhancer`` (frame by frame, as a device
   runs them), Keras models (``.keras`` files or the shipped ``teacher``) through
-  ``tinyse_tf.enhance``; a shipped name (``student`` = its int8 file, ``student:float32``,
-  ``teacher``) stands for its file. Default: ``student student:float32 teacher``.
+  ``tinyse_tf.enhance``; a shipped name (``student:int8``, ``student:float32`` = bare
+  ``student``, ``teacher``) stands for its file. Default: ``student:int8 student:float32
+  teacher``.
 
 Prints markdown tables and JSON (stdout or ``--json``): per enhancer and input SNR the mean
 improvement over the noisy input in SI-SDR (dB), PESQ-WB and eSTOI (points) with standard
 errors over mixtures; its paired per-mixture difference to log-MMSE, GTCRN and DTLN; our
 ΔSI-SDR as a share of each peer's; and its cost: float/int8 weights stored, multiply-accumulates
 of its weight layers per second of audio (counted from the files: benchmarks/peers.py,
-``tinyse_tf.export.micro.model_macs``; Keras models: ``tinyse_tf.macs_per_frame``), and CPU time
+``tinyse_tf.export.tflite_ops.weight_macs``; Keras models: ``tinyse_tf.macs_per_frame``), and CPU time
 per 16 ms of audio on one thread (process time of all calls, our .tflite files' numpy
 STFT/mel/mask path included, divided by the 16 ms hops of audio processed).
 """
@@ -190,7 +191,9 @@ def our_enhancers(models, parser):
         path = Path(shipped or model)
         if shipped is not None:
             name, _, kind = model.partition(":")
-            label = f"ours: {name} {kind or ('keras' if path.suffix == '.npz' else 'int8')}"
+            kind = kind or ("keras" if path.suffix == ".npz" else
+                            "int8" if "int8" in path.name else "float32")
+            label = f"ours: {name} {kind}"
         else:
             label = f"ours: {path.stem}"
         if path.suffix == ".tflite":
@@ -202,7 +205,7 @@ def our_enhancers(models, parser):
             enhancers[label], costs[label] = keras_enhancer(model if shipped else path)
         else:
             parser.error(f"{model}: not a streaming .tflite file, a .keras model or a shipped "
-                         "model name (student, student:float32, teacher)")
+                         "model name (student:int8, student:float32, teacher)")
     return enhancers, costs
 
 
@@ -211,7 +214,8 @@ def keras_enhancer(model):
     from tinyse_tf import enhance, pretrained
     from tinyse_tf._tf import keras
     from tinyse_tf.models import config_from_model
-    from tinyse_tf.models.complexity import count_params, macs_per_frame
+    from tinyse_tf.export.complexity import macs_per_frame
+    from tinyse_tf.models.complexity import count_params
 
     net = keras.models.load_model(model) if isinstance(model, Path) else pretrained(model)
     cfg = config_from_model(net)
@@ -222,7 +226,7 @@ def keras_enhancer(model):
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("models", nargs="*", help="streaming .tflite files, .keras models or shipped "
-                                             "names (default: student student:float32 teacher)")
+                                             "names (default: student:int8 student:float32 teacher)")
     p.add_argument("--peers", default=str(SHARED / "peers"),
                    help="folder with gtcrn/ and dtln/ (see benchmarks/peers.py)")
     p.add_argument("--speech", default=str(SHARED / "audio" / "speech" / "test"))
@@ -257,7 +261,7 @@ def main(argv=None):
         p.error(f"{err}: pip install -e '.[bench]'")
     if not speech or not noise:
         p.error(f"no recordings in {args.speech if not speech else args.noise}")
-    ours, our_costs = our_enhancers(args.models or ["student", "student:float32", "teacher"], p)
+    ours, our_costs = our_enhancers(args.models or ["student:int8", "student:float32", "teacher"], p)
     enhancers.update(ours)
     costs.update(our_costs)
     sources = (None if args.clips else

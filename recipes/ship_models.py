@@ -31,7 +31,8 @@ sys.path.insert(0, str(ROOT))
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 
 from tinyse_tf.atomic import atomic_path, atomic_write_json, atomic_write_text  # noqa: E402
-from tinyse_tf.shipped import FOLDER, REGISTRY, file_record, save_weights_npz  # noqa: E402
+from tinyse_tf.shipped import (FOLDER, REGISTRY, file_record, save_weights_npz,  # noqa: E402
+                               tflite_record)
 
 DATA_NOTE = (
     "Speech: the 226 LibriSpeech train-clean-100 utterances of `../shared/audio/speech/train` "
@@ -80,7 +81,8 @@ def benchmark_table(bench):
 
 
 def card(name, title, run, cfg, commit, report, rows, files, extra):
-    from tinyse_tf.models.complexity import count_params, macs_per_frame
+    from tinyse_tf.export.complexity import macs_per_frame
+    from tinyse_tf.models.complexity import count_params
 
     preset = cfg["teacher" if name == "teacher" else "student"]
     schedule = (f"{cfg['teacher_epochs']} epochs" if name == "teacher" else
@@ -165,7 +167,7 @@ def main(argv=None):
                 contract = json.loads((src.parent / f"{src.stem}.io_contract.json").read_text())
                 atomic_write_json(FOLDER / f"{dst.stem}.io_contract.json",
                                   {**contract, "file": dst.name})
-                files[kind] = file_record(dst)
+                files[kind] = tflite_record(dst)  # with its io_contract.json
         best = json.loads((run / "train" / stage / "best.json").read_text()) \
             if (run / "train" / stage / "best.json").exists() else None
         rows = (["two-step KD", "two-step KD int8 PTQ"] if name == "student" else ["teacher"])

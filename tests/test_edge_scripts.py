@@ -1,4 +1,5 @@
-"""The scripts in edge/: compile.py (static check + edgetpu_compiler, exit codes, log parser) and
+"""The Edge TPU compile step (tinyse_tf.export.edgetpu: static check + edgetpu_compiler, exit
+codes, log parser; edge/compile.py is its thin wrapper, run here as a script) and edge/
 infer_coral.py (wav in, chunked stream, aligned wav out).
 
 edgetpu_compiler is stood in for by small fake scripts (it only installs from Coral's apt
@@ -110,7 +111,7 @@ LOG_CRASH = "Edge TPU Compiler version 16.0.384591198\nInternal compiler error. 
 
 
 def test_parse_compiler_log():
-    mod = _load_script("compile")
+    from tinyse_tf.export import edgetpu as mod
     log = mod.parse_compiler_log(LOG_WITH_CPU)
     assert log.compiled and log.version == "16.0.384591198"
     assert (log.edgetpu_ops, log.cpu_ops, log.total_ops, log.edgetpu_subgraphs) == (10, 4, 14, 1)
@@ -163,7 +164,7 @@ COMPILE_CASES = {
 @pytest.mark.parametrize("case", list(COMPILE_CASES))
 def test_compile_exit_codes(tflite, tmp_path, monkeypatch, capsys, case):
     """Each exit status of the documented contract, with the compiler found on PATH (or not)."""
-    mod = _load_script("compile")
+    from tinyse_tf.export import edgetpu as mod
     kind, log_text, rc, expected = COMPILE_CASES[case]
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
@@ -189,7 +190,7 @@ def test_compile_exit_codes(tflite, tmp_path, monkeypatch, capsys, case):
 
 def test_compile_ignores_a_stale_log(tflite, tmp_path, capsys):
     """A compiler that writes no .log this time is not judged by an earlier run's log."""
-    mod = _load_script("compile")
+    from tinyse_tf.export import edgetpu as mod
     fake = tmp_path / "edgetpu_compiler"
     fake.write_text(f"#!{sys.executable}\nprint({LOG_ALL_MAPPED!r})\n")
     fake.chmod(0o755)
@@ -204,7 +205,7 @@ def test_compile_ignores_a_stale_log(tflite, tmp_path, capsys):
 
 @pytest.mark.parametrize("kind", ["missing", "garbage", "directory"])
 def test_compile_bad_input_exit_2(tmp_path, capsys, kind):
-    mod = _load_script("compile")
+    from tinyse_tf.export import edgetpu as mod
     path = tmp_path / "model.tflite"
     if kind == "garbage":
         path.write_bytes(b"this is not a flatbuffer" * 10)
@@ -214,7 +215,7 @@ def test_compile_bad_input_exit_2(tmp_path, capsys, kind):
     captured = capsys.readouterr()
     assert captured.out == ""
     (line,) = captured.err.strip().splitlines()
-    assert line.startswith("compile.py: error:") and str(path) in line
+    assert line.startswith("edge/compile.py: error:") and str(path) in line
 
 
 def test_compile_as_a_script_documents_and_returns_exit_3(tflite, tmp_path):
@@ -235,6 +236,31 @@ def test_compile_as_a_script_documents_and_returns_exit_3(tflite, tmp_path):
     p = run(str(tflite["int8"]))
     assert p.returncode == 3, p.stdout + p.stderr
     assert "static check passed, not compiled" in p.stdout
+
+
+def test_tinyse_export_target_edgetpu_compiles_an_int8_file(tflite, tmp_path):
+    """The installed package's compile step (no edge/ folder needed): `tinyse export FILE
+    --target edgetpu`, with the fake compiler on PATH, then without any compiler."""
+    bin_dir = tmp_path / "bin"
+    _fake_compiler(bin_dir, LOG_ALL_MAPPED)
+
+    def run(path_dir, outdir, model="int8"):
+        env = dict(os.environ, PATH=str(path_dir),
+                   PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+        return subprocess.run([sys.executable, "-m", "tinyse_tf.cli", "export",
+                               str(tflite[model]), "-o", str(outdir), "--target", "edgetpu"],
+                              capture_output=True, text=True, env=env, timeout=120, cwd=tmp_path)
+
+    p = run(bin_dir, tmp_path / "out")
+    assert p.returncode == 0, p.stderr
+    assert (tmp_path / "out" / "dense_int8_edgetpu.tflite").is_file()
+    assert "OK: every operation runs on the Edge TPU" in p.stdout
+    p = run(tmp_path, tmp_path / "out2")  # no compiler: checked, not compiled, still exit 0
+    assert p.returncode == 0, p.stderr
+    assert "not compiled (edgetpu_compiler is not installed" in p.stderr
+    assert not (tmp_path / "out2" / "dense_int8_edgetpu.tflite").exists()
+    p = run(tmp_path, tmp_path / "out3", model="float")  # fails the static check: exit 1
+    assert p.returncode == 1 and "static check FAILED" in p.stdout
 
 
 # --- edge/infer_coral.py ----------------------------------------------------------------------------

@@ -156,15 +156,29 @@ def test_rerun_skips_finished_stages(smoke_run):
     assert timings["total_s"] < sum(v for k, v in timings.items() if k != "total_s")  # rerun's
 
 
+def _recipe_in_process(capsys, *args):
+    """``main(args)`` of the recipe in this process: ``(exit code, last stderr line)``. For the
+    paths that fail before any work (no TensorFlow start-up per call, as a subprocess costs);
+    each test that uses it also runs one case as a subprocess (the script as a user runs it)."""
+    from tinyse_tf.recipe.two_step import main
+
+    code = main(list(args))
+    return code, capsys.readouterr().err.strip().splitlines()[-1]
+
+
 @pytest.mark.parametrize("flags", [("--seed", "5"), ("--kd-reduction", "sum"),
                                    ("--no-kd-normalize",), ("--kd-layers", "enc_1,mask"),
                                    ("--reset-optimizer",), ("--int8", "ptq")])
-def test_changed_config_in_same_folder_is_refused(smoke_run, flags):
+def test_changed_config_in_same_folder_is_refused(smoke_run, flags, capsys):
     base, out, _ = smoke_run
     args = flags if flags[0] == "--int8" else (*flags, "--int8", "ptq,qat")
-    proc = _recipe("--preset", "smoke", "--out", str(out), *args, "--quiet")
-    assert proc.returncode == 2
-    line = proc.stderr.strip().splitlines()[-1]
+    if flags[0] == "--seed":  # as a user runs it: the script, in its own process
+        proc = _recipe("--preset", "smoke", "--out", str(out), *args, "--quiet")
+        code, line = proc.returncode, proc.stderr.strip().splitlines()[-1]
+    else:
+        code, line = _recipe_in_process(capsys, "--preset", "smoke", "--out", str(out), *args,
+                                        "--quiet")
+    assert code == 2
     assert "another configuration" in line
     field = {"--no-kd-normalize": "kd_normalize"}.get(flags[0], flags[0][2:].replace("-", "_"))
     assert f"{field} (there " in line, line  # names what differs
@@ -172,10 +186,15 @@ def test_changed_config_in_same_folder_is_refused(smoke_run, flags):
 
 @pytest.mark.parametrize("flags,start", [(("--kd-layers", "enc_9"), "kd_layers must"),
                                          (("--int8", "ptq,int4"), "int8 must")])
-def test_bad_recipe_option_gives_one_line(tmp_path, flags, start):
-    proc = _recipe("--preset", "smoke", "--out", str(tmp_path / "o"), *flags)
-    assert proc.returncode == 2 and "Traceback" not in proc.stderr
-    assert proc.stderr.strip().splitlines()[-1].startswith(f"two_step.py: error: {start}")
+def test_bad_recipe_option_gives_one_line(tmp_path, flags, start, capsys):
+    if flags[0] == "--int8":
+        code, line = _recipe_in_process(capsys, "--preset", "smoke", "--out",
+                                        str(tmp_path / "o"), *flags)
+    else:  # as a user runs it
+        proc = _recipe("--preset", "smoke", "--out", str(tmp_path / "o"), *flags)
+        assert "Traceback" not in proc.stderr
+        code, line = proc.returncode, proc.stderr.strip().splitlines()[-1]
+    assert code == 2 and line.startswith(f"two_step.py: error: {start}")
 
 
 def test_bad_inputs_give_one_line(tmp_path):

@@ -31,6 +31,21 @@ def test_every_shipped_file_matches_registry_and_card():
     assert total < 5 * 2 ** 20  # package data stays a few MB
 
 
+def test_io_contracts_are_hashed_too(tmp_path, monkeypatch):
+    folder = tmp_path / "shipped"
+    shutil.copytree(shipped.FOLDER, folder, ignore=shutil.ignore_patterns("*.py", "__pycache__"))
+    monkeypatch.setattr(shipped, "FOLDER", folder)
+    monkeypatch.setattr(shipped, "REGISTRY", folder / "models.json")
+    record = shipped.shipped_models()["student"]["files"]["int8"]["io_contract"]
+    contract = folder / record["file"]
+    contract.write_text(contract.read_text().replace('"scale"', '"scale" ', 1))
+    (problem,) = shipped.verify("student")
+    assert str(contract) in problem and "SHA-256" in problem
+    with pytest.raises(OSError, match="io_contract.json: size or SHA-256"):
+        shipped.resolve("student:int8")
+    assert shipped.resolve("student:float32").is_file()
+
+
 def test_a_damaged_file_is_refused(tmp_path, monkeypatch):
     folder = tmp_path / "shipped"
     shutil.copytree(shipped.FOLDER, folder, ignore=shutil.ignore_patterns("*.py", "__pycache__"))
@@ -94,31 +109,71 @@ def test_int8_and_float32_files_enhance_a_real_recording(shared_audio, student):
     np.testing.assert_allclose(outputs["float32"], enhance(student, noisy), atol=2e-3)
 
 
-def test_shipped_files_enhance_built_in_test_clips(student, tmp_path):
-    """Runs everywhere (CI has no ../shared/audio): the int8 and float32 files and the Keras
-    model raise SI-SDR by more than 2 dB on average over built-in corpus test clips (synthetic
-    speech, every procedural noise type, none trained on) at 0 dB. Babble-like noise gains
-    little (about 0-1 dB), so the check is on the mean, not on every clip."""
+@pytest.fixture(scope="module")
+def built_in_mixtures(tmp_path_factory):
+    """``[(noisy, clean)]`` at 0 dB from the built-in corpus's test split (synthetic speech,
+    every procedural noise type, none trained on): runs everywhere, CI has no ../shared/audio."""
     from tinyse_tf.data import build_corpus, load_audio
     from tinyse_tf.data.mixing import mix_np
+
+    corpus = build_corpus(tmp_path_factory.mktemp("corpus") / "c", seed=0, progress=False,
+                          n_speech=(1, 1, 2), n_noise=(1, 1, 6), noise_seconds=4.0)
+    speech, noise = corpus.split("test")
+    pairs = []
+    for s in speech:
+        for n in noise:
+            clean = load_audio(s)
+            pairs.append(mix_np(clean, np.resize(load_audio(n), clean.size), 0.0, -26.0))
+    return pairs
+
+
+def test_shipped_files_enhance_built_in_test_clips(student, built_in_mixtures):
+    """The int8 and float32 files and the Keras model raise SI-SDR by more than 2 dB on average
+    over the built-in test mixtures. Babble-like noise gains little (about 0-1 dB), so the check
+    is on the mean, not on every clip."""
     from tinyse_tf.runtime import StreamingEnhancer
     from tinyse_tf.runtime.offline import enhance
 
-    corpus = build_corpus(tmp_path / "c", seed=0, progress=False, n_speech=(1, 1, 2),
-                          n_noise=(1, 1, 6), noise_seconds=4.0)
-    speech, noise = corpus.split("test")
     enhancers = {kind: StreamingEnhancer(shipped.pretrained_file("student", kind)).enhance
                  for kind in ("int8", "float32")}
     enhancers["keras"] = lambda audio: enhance(student, audio)
     gains = {kind: [] for kind in enhancers}
-    for s in speech:
-        for n in noise:
-            clean = load_audio(s)
-            noisy, clean = mix_np(clean, np.resize(load_audio(n), clean.size), 0.0, -26.0)
-            for kind, fn in enhancers.items():
-                gains[kind].append(si_sdr(clean, fn(noisy)) - si_sdr(clean, noisy))
+    for noisy, clean in built_in_mixtures:
+        for kind, fn in enhancers.items():
+            gains[kind].append(si_sdr(clean, fn(noisy)) - si_sdr(clean, noisy))
     for kind, values in gains.items():
         assert np.mean(values) > 2.0, (kind, np.round(values, 2))
+
+
+def test_cli_default_model_on_built_in_audio(built_in_mixtures, tmp_path):
+    """`tinyse enhance` with no --model, as a user runs it (subprocess), on built-in audio, from
+    a folder that holds a folder named like the default model: the shipped float32 file is used
+    and named; a mean SI-SDR gain over 2 dB. An explicit `--model student` there is the local
+    folder, and the CLI says so."""
+    from tinyse_tf.data import load_audio, write_audio
+
+    (tmp_path / shipped.DEFAULT_MODEL).mkdir()  # would shadow the shipped model if looked up
+    names = []
+    for i, (noisy, _) in enumerate(built_in_mixtures[:4]):
+        names.append(f"noisy{i}.wav")
+        write_audio(tmp_path / names[-1], noisy)
+    cli = [sys.executable, "-m", "tinyse_tf.cli", "enhance"]
+    proc = subprocess.run(cli + names + ["-o", "out"], cwd=tmp_path, capture_output=True,
+                          text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    float_file = shipped.pretrained_file(shipped.DEFAULT_MODEL, shipped.HOST_KIND).name
+    assert f"note: model: the shipped {shipped.DEFAULT_MODEL} ({float_file};" in proc.stderr
+    gains = []
+    for name, (noisy, clean) in zip(names, built_in_mixtures):
+        out = load_audio(tmp_path / "out" / name)
+        assert out.shape == noisy.shape
+        gains.append(si_sdr(clean, out) - si_sdr(clean, noisy))
+    assert np.mean(gains) > 2.0, np.round(gains, 2)
+    shadowed = subprocess.run(cli + names[:1] + ["-o", "o2", "--model", shipped.DEFAULT_MODEL],
+                              cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    note, error = shadowed.stderr.strip().splitlines()
+    assert shadowed.returncode == 2 and "is the local folder ./student, not the shipped" in note
+    assert float_file in note and "is a folder, not a model file" in error
 
 
 def test_cli_enhances_with_the_shipped_model_by_default(shared_audio, tmp_path):

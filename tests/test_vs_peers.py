@@ -31,7 +31,7 @@ def test_tiny_side_by_side_run(peers_folder, tmp_path):
         write_audio(tmp_path / "noise" / f"n{k}.wav", 0.05 * rng.standard_normal(t.size))
     out = tmp_path / "bench.json"
     proc = subprocess.run(
-        [sys.executable, str(ROOT / "benchmarks" / "vs_peers.py"), "student", "--peers",
+        [sys.executable, str(ROOT / "benchmarks" / "vs_peers.py"), "student:int8", "--peers",
          str(peers_folder), "--speech", str(tmp_path / "speech"), "--noise",
          str(tmp_path / "noise"), "--snrs", "0", "--seconds", "1", "--json", str(out)],
         capture_output=True, text=True, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},

@@ -9,7 +9,7 @@ Public API (each name's docstring states its shapes):
 
 * models: ``build_cruse``, ``CruseConfig``, ``get_config``, ``PRESETS``, ``BLOCK_NAMES``,
   ``block_outputs_model``, ``config_from_model``, ``build_streaming_model``, ``state_specs``,
-  ``macs_per_frame``, ``MACS_RULE``
+  ``macs_per_frame`` (counted on the streaming .tflite), ``MACS_RULE``
 * signal path: ``stft``, ``istft``, ``mel_features``, ``mel_mask_to_linear``, ``mel_matrix``,
   ``mel_to_linear_matrix``
 * losses and training: ``psa_loss``, ``similarity_kd_loss``, ``gram``, ``Distiller``,
@@ -65,8 +65,8 @@ _LAZY = {
     "build_cruse": "tinyse_tf.models",
     "config_from_model": "tinyse_tf.models",
     "get_config": "tinyse_tf.models",
-    "MACS_RULE": "tinyse_tf.models.complexity",
-    "macs_per_frame": "tinyse_tf.models.complexity",
+    "MACS_RULE": "tinyse_tf.export.tflite_ops",
+    "macs_per_frame": "tinyse_tf.export.complexity",
     "build_streaming_model": "tinyse_tf.models.streaming",
     "pretrained": "tinyse_tf.shipped",
     "pretrained_file": "tinyse_tf.shipped",

@@ -58,8 +58,7 @@ def _export_groups(folders) -> list[dict]:
 
 
 def score(args):
-    from tinyse_tf.export.fidelity import budget_warnings, gap_table, int8_gaps, mixtures_by_snr
-    from tinyse_tf.export.fidelity import score_files
+    from tinyse_tf.export.fidelity import int8_criterion, mixtures_by_snr
 
     pairs = mixtures_by_snr(_files(args.speech), _files(args.noise), args.snrs, args.clips,
                             args.seconds, args.seed)
@@ -67,12 +66,11 @@ def score(args):
               "clips": args.clips, "seconds": args.seconds, "seed": args.seed, "groups": {}}
     for group in _export_groups(args.folders):
         float_name = next(iter(group))
-        scores = score_files(group, pairs)
-        print(gap_table(scores, float_name), flush=True)
-        for line in budget_warnings(int8_gaps(scores, float_name)):
+        check = int8_criterion(group, pairs, float_name)
+        print(check["table"], flush=True)
+        for line in check["warnings"]:
             print("warning: " + line)
-        result["groups"][float_name] = {"scores": scores,
-                                        "gaps": int8_gaps(scores, float_name)}
+        result["groups"][float_name] = {"scores": check["scores"], "gaps": check["gaps"]}
     if args.json:
         from tinyse_tf.atomic import atomic_write_json
 

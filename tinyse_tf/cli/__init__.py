@@ -18,7 +18,8 @@ import sys
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 
 from tinyse_tf.cli._common import (EXIT_FAILED, EXIT_INTERRUPTED, EXIT_USAGE, CliError,  # noqa: E402
-                                   debug, one_line)
+                                   one_line)
+from tinyse_tf.native_stderr import debug  # noqa: E402
 
 __all__ = ["main", "build_parser", "EXIT_CODES"]
 

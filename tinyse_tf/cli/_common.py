@@ -17,6 +17,7 @@ import numpy as np
 
 from tinyse_tf import shipped
 from tinyse_tf.atomic import default_mode
+from tinyse_tf.native_stderr import native_stderr_captured
 
 #: Exit codes (documented in docs/CLI.md and ``tinyse --help``).
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
@@ -57,11 +58,6 @@ def one_line(text, limit: int = 400) -> str:
     return text if len(text) <= limit else text[:limit - 3] + "..."
 
 
-def debug() -> bool:
-    """``TINYSE_DEBUG=1``: show tracebacks and TensorFlow's own log lines."""
-    return os.environ.get("TINYSE_DEBUG", "") not in ("", "0")
-
-
 def say(prog: str, kind: str, message: str, write=None) -> None:
     """Print ``<prog>: <kind>: <message>`` on stderr (``write`` e.g. ``tqdm.write``)."""
     line = f"{prog}: {kind}: {one_line(message, 2000)}"
@@ -69,28 +65,6 @@ def say(prog: str, kind: str, message: str, write=None) -> None:
         write(line, file=sys.stderr)
     else:
         print(line, file=sys.stderr, flush=True)
-
-
-@contextlib.contextmanager
-def native_stderr_captured():
-    """Send file descriptor 2 to a temporary file for the block (C++ log lines of TensorFlow and
-    TFLite go there directly, past ``sys.stderr``). Yields a callable returning the captured text.
-    Disabled by ``TINYSE_DEBUG=1``."""
-    if debug():
-        yield lambda: ""
-        return
-    sys.stderr.flush()
-    saved = os.dup(2)
-    tmp = tempfile.TemporaryFile(mode="w+b")
-    os.dup2(tmp.fileno(), 2)
-    try:
-        yield lambda: (tmp.seek(0), tmp.read().decode("utf-8", "replace"))[1]
-    finally:
-        with contextlib.suppress(Exception):
-            sys.stderr.flush()
-        os.dup2(saved, 2)
-        os.close(saved)
-        tmp.close()
 
 
 def import_tf():
@@ -118,13 +92,35 @@ def shipped_model_path(value) -> Path | None:
         raise CliError(str(err)) from None
 
 
+def resolve_model(value, note=None, what: str = "model") -> Path:
+    """The model file of ``--model VALUE``, saying which file it is through ``note(text)``:
+
+    * None (no ``--model``): the shipped ``shipped.DEFAULT_MODEL``, whatever lies in the folder;
+    * a shipped model's name (``student``, ``student:int8``, ...): that shipped file, unless a
+      local file or folder has exactly that name: then the local path is used, and the note says
+      so and how to reach the shipped file;
+    * anything else: a path, checked by :func:`check_model_path`.
+    """
+    say_note = note or (lambda text: None)
+    if value is None:
+        path = shipped_model_path(shipped.DEFAULT_MODEL)
+        say_note(f"model: the shipped {shipped.DEFAULT_MODEL} ({path.name}; --model "
+                 f"{shipped.DEFAULT_MODEL}:int8 for the int8 file)")
+        return path
+    if shipped.is_model_name(value):
+        if not Path(value).exists():
+            path = shipped_model_path(value)
+            say_note(f"model: the shipped {value} ({path.name})")
+            return path
+        kind = "folder" if Path(value).is_dir() else "file"
+        say_note(f"model: {value} is the local {kind} ./{value}, not the shipped model of that "
+                 f"name (to use that one, give its file: {shipped_model_path(value)})")
+    return check_model_path(value, what)
+
+
 def check_model_path(path, what: str = "model") -> Path:
-    """The model file of ``path``: a shipped model's name (:func:`shipped_model_path`) or a
-    readable, non-empty file with a known suffix; else CliError."""
-    if not Path(path).exists():
-        named = shipped_model_path(path)
-        if named is not None:
-            return named
+    """The model file at ``path`` (or a shipped model's file): a readable, non-empty file with a
+    known suffix; else CliError. Shipped model names are :func:`resolve_model`'s business."""
     path = Path(path)
     if path.suffix.lower() == ".npz" and path.parent == shipped.FOLDER:
         return path
@@ -217,13 +213,6 @@ def probe_audio(path):
         return probe(path)
     except AudioError as err:
         raise FileProblem(err.path, err.problem, err.fix) from None
-
-
-def libsndfile_message(err) -> str:
-    """The useful part of a libsndfile error message."""
-    from tinyse_tf.data.audio_io import _libsndfile_message
-
-    return _libsndfile_message(err)
 
 
 def output_format(dst: Path, in_subtype: str | None) -> tuple[str, str]:

@@ -16,13 +16,14 @@ from pathlib import Path
 import numpy as np
 
 from tinyse_tf.cli._common import (EXIT_FAILED, EXIT_OK, EXIT_USAGE, AtomicSoundWriter, CliError,
-                                   FileProblem, check_model_path, debug, is_tflite,
-                                   libsndfile_message, load_keras_model, one_line,
-                                   open_stream_tflite, output_format, probe_audio, say,
-                                   write_error)
+                                   FileProblem, is_tflite,
+                                   load_keras_model, one_line,
+                                   open_stream_tflite, output_format, probe_audio,
+                                   resolve_model, say, write_error)
+from tinyse_tf.native_stderr import debug
+from tinyse_tf.shipped import DEFAULT_MODEL
 
 PROG = "tinyse enhance"
-DEFAULT_MODEL = "student"  # tinyse_tf.shipped.DEFAULT_MODEL (not imported: keep --help fast)
 AUDIO_SUFFIXES = (".wav", ".flac")
 BLOCK = 1 << 16  # input frames read per block
 
@@ -42,10 +43,14 @@ def add_parser(sub):
     p.add_argument("inputs", nargs="+", metavar="INPUT", help="audio file or folder")
     p.add_argument("-o", "--output-dir", required=True, metavar="OUTDIR",
                    help="output folder (created if missing)")
-    p.add_argument("-m", "--model", default=DEFAULT_MODEL, metavar="MODEL",
-                   help="a shipped model: student (default: the 62 k two-step KD student's int8 "
-                        "streaming file), student:float32, student:keras, teacher; or a path: "
-                        "trained Keras model (.keras, .h5) or exported streaming .tflite")
+    p.add_argument("-m", "--model", default=None, metavar="MODEL",
+                   help=f"a shipped model: {DEFAULT_MODEL} (the default: the 62 k two-step KD "
+                        "student's float32 streaming file, on a host CPU faster than its int8 "
+                        f"file at the same quality), {DEFAULT_MODEL}:int8 (the int8 file, as the "
+                        "Edge TPU and microcontrollers run it), student:keras, teacher; or a "
+                        "path: trained Keras model (.keras, .h5) or exported streaming .tflite. "
+                        "A local file or folder named like a shipped model is used instead of "
+                        "it, with a note")
     g = p.add_mutually_exclusive_group()
     g.add_argument("--overwrite", action="store_true", help="replace existing output files")
     g.add_argument("--skip-existing", action="store_true",
@@ -176,6 +181,8 @@ def _read_blocks(job: Job):
     """Mono float32 blocks of ``job.src``; FileProblem for content libsndfile cannot decode."""
     import soundfile as sf
 
+    from tinyse_tf.data.audio_io import libsndfile_message
+
     n = 0
     try:
         f = sf.SoundFile(str(job.src))
@@ -286,7 +293,13 @@ def run(args) -> int:
     out_dir = Path(args.output_dir)
     if args.threads < 1:
         raise CliError(f"--threads {args.threads}: must be at least 1")
-    args.model = check_model_path(args.model)
+    notes = []  # which model: said once the inputs are known to be usable
+    try:
+        args.model = resolve_model(args.model, notes.append)
+    except CliError:
+        for text in notes:  # a local path shadowing a shipped name explains the error
+            say(PROG, "note", text)
+        raise
     jobs = plan_jobs(args.inputs, out_dir)
     if not args.overwrite:
         existing = [j for j in jobs if j.dst.exists()]
@@ -317,6 +330,8 @@ def run(args) -> int:
             report(p)
     if not usable:
         return EXIT_USAGE
+    for text in [] if args.quiet else notes:
+        say(PROG, "note", text, write=tqdm.write)
     pick = _make_engines(args.model, args.threads, args.offline_max_seconds)
     note = None if args.quiet else (lambda m: say(PROG, "note", m, write=tqdm.write))
     done = 0

@@ -1,11 +1,13 @@
-"""``tinyse export MODEL -o DIR [--int8 ptq|qat] [--representative DIR] [--target micro]``:
-streaming TFLite files, and TFLite Micro artefacts.
+"""``tinyse export MODEL -o DIR [--int8 ptq|qat] [--representative DIR] [--target edgetpu|micro]``:
+streaming TFLite files, compiled for the Edge TPU, or as TFLite Micro artefacts.
 
 Forwards to ``tinyse_tf.export.quantize.export_model``: always ``<name>_stream_float32.tflite``,
 plus ``<name>_stream_int8_ptq.tflite`` / ``<name>_stream_int8_qat.tflite``, each with its
 ``<stem>.io_contract.json`` (atomic writes). ``--target micro`` then writes the microcontroller
-artefacts of every int8 file (``tinyse_tf.export.micro.export_micro``); MODEL may then also be
-an int8 streaming ``.tflite`` already exported.
+artefacts of every int8 file (``tinyse_tf.export.micro.export_micro``); ``--target edgetpu``
+runs the Edge TPU compile step on every int8 file (``tinyse_tf.export.edgetpu.compile_model``:
+static check, then ``edgetpu_compiler`` when installed). With a target, MODEL may also be an int8
+streaming ``.tflite`` already exported.
 """
 from __future__ import annotations
 
@@ -13,9 +15,9 @@ import argparse
 import warnings
 from pathlib import Path
 
-from tinyse_tf.cli._common import (EXIT_OK, CliError, check_model_path, is_tflite,
-                                   load_keras_model, native_stderr_captured, one_line,
-                                   say)
+from tinyse_tf.cli._common import (EXIT_FAILED, EXIT_OK, CliError, is_tflite, load_keras_model,
+                                   one_line, resolve_model, say)
+from tinyse_tf.native_stderr import native_stderr_captured
 
 PROG = "tinyse export"
 INT8_METHODS = ("ptq", "qat")
@@ -38,9 +40,17 @@ def add_parser(sub):
                "<stem>_model_data.h/.cc, <stem>_op_resolver.h, <stem>_frontend.h/.cc and "
                "<stem>_micro.json (flash, measured arena, ops, MACs; docs/MICRO.md); it implies "
                "--int8 ptq unless --int8 is given, and also takes an int8 streaming .tflite.\n"
-               "Exit status: 0 exported; 2 bad usage or bad input (nothing written).")
+               "--target edgetpu (Coral Edge TPU) runs the static Edge TPU check and then "
+               "edgetpu_compiler (when installed) on every int8 file, writing "
+               "<stem>_edgetpu.tflite and its .log; it implies --int8 ptq too, and also takes an "
+               "int8 streaming .tflite. Without edgetpu_compiler only the static check runs (the "
+               "output says so).\n"
+               "Exit status: 0 exported (and, with --target edgetpu, compiled with every op on "
+               "the Edge TPU, or checked when the compiler is absent); 1 the Edge TPU check or "
+               "compiler put an op on the CPU or failed; 2 bad usage or bad input (nothing "
+               "written).")
     p.add_argument("model", metavar="MODEL",
-                   help="trained Keras model (.keras or .h5); with --target micro also an int8 "
+                   help="trained Keras model (.keras or .h5); with --target also an int8 "
                         "streaming .tflite")
     p.add_argument("-o", "--output-dir", required=True, metavar="DIR", help="output folder")
     p.add_argument("--int8", action="append", choices=INT8_METHODS, default=[],
@@ -55,9 +65,11 @@ def add_parser(sub):
     p.add_argument("--calibration-frames", type=int, default=1000,
                    help="representative frames kept for calibration (default 1000)")
     p.add_argument("--seed", type=int, default=0, help="calibration / QAT mixing seed")
-    p.add_argument("--target", choices=TARGETS, default="edgetpu",
-                   help="edgetpu (default: TFLite files checked for the Coral Edge TPU) or micro "
-                        "(also C source for TensorFlow Lite for Microcontrollers)")
+    p.add_argument("--target", choices=TARGETS, default=None,
+                   help="edgetpu (also compile every int8 file for the Coral Edge TPU) or micro "
+                        "(also C source for TensorFlow Lite for Microcontrollers); default: the "
+                        "TFLite files only (int8 ones with the static Edge TPU check in their "
+                        "I/O contract)")
     p.add_argument("--arena-margin", type=float, default=None, metavar="FRACTION",
                    help="--target micro: fraction added to the measured TFLM arena (default "
                         "0.05)")
@@ -185,6 +197,32 @@ def _export_micro(tflite_path: Path, out_dir: Path, name: str, margin: float | N
           f"{facts['macs_per_hop']:,} MACs per hop, {len(facts['resolver'])} TFLM op types)")
 
 
+def _compile_edgetpu(tflite_path: Path, out_dir: Path) -> bool:
+    """The Edge TPU compile step on one int8 file, into ``out_dir``; True when it passed (every
+    op compiled to the Edge TPU, or the static check passed and the compiler is absent)."""
+    from tinyse_tf.export.edgetpu import EXIT_BAD_INPUT, EXIT_NO_COMPILER, EXIT_OK, compile_model
+
+    code = compile_model(tflite_path, out_dir, prog=PROG)
+    if code == EXIT_BAD_INPUT:
+        raise CliError(f"{tflite_path}: not a TFLite file the Edge TPU check can read; give an "
+                       "int8 streaming .tflite written by `tinyse export`")
+    if code == EXIT_NO_COMPILER:
+        say(PROG, "note", f"{tflite_path}: static Edge TPU check passed; not compiled "
+                          "(edgetpu_compiler is not installed, see above)")
+    return code in (EXIT_OK, EXIT_NO_COMPILER)
+
+
+def _run_edgetpu_tflite(args, model_path: Path) -> int:
+    """``--target edgetpu`` on an exported int8 streaming .tflite: the compile step only."""
+    if args.int8 or args.representative:
+        raise CliError(f"{model_path}: already a .tflite file; --int8 and --representative "
+                       "apply to a Keras model only")
+    out_dir = _output_dir(args.output_dir)
+    _refuse_existing([out_dir / f"{model_path.stem}_edgetpu.tflite"], args.overwrite)
+    _make_dir(out_dir)
+    return EXIT_OK if _compile_edgetpu(model_path, out_dir) else EXIT_FAILED
+
+
 def _run_micro_tflite(args, model_path: Path) -> int:
     """``--target micro`` on an exported int8 streaming .tflite: the C artefacts only."""
     from tinyse_tf.export.micro import MicroExportError, check_micro_model, micro_paths
@@ -208,7 +246,7 @@ def _run_micro_tflite(args, model_path: Path) -> int:
 
 
 def run(args) -> int:
-    model_path = check_model_path(args.model)
+    model_path = resolve_model(args.model, lambda text: say(PROG, "note", text))
     micro = args.target == "micro"
     if args.arena_margin is not None and (not micro or args.arena_margin < 0):
         raise CliError("--arena-margin takes a fraction >= 0 and applies to --target micro only")
@@ -217,11 +255,13 @@ def run(args) -> int:
     if is_tflite(model_path):
         if micro:
             return _run_micro_tflite(args, model_path)
+        if args.target == "edgetpu":
+            return _run_edgetpu_tflite(args, model_path)
         raise CliError(f"{model_path}: already a .tflite file; export takes the trained Keras "
-                       "model (.keras or .h5)")
-    int8 = tuple(dict.fromkeys(args.int8)) or (("ptq",) if micro else ())
+                       "model (.keras or .h5), or give --target edgetpu or --target micro")
+    int8 = tuple(dict.fromkeys(args.int8)) or (("ptq",) if args.target else ())
     if int8 and not args.representative:
-        raise CliError(f"{'--target micro' if micro and not args.int8 else '--int8 ' + ' '.join(int8)}"
+        raise CliError(f"{'--target ' + args.target if args.target and not args.int8 else '--int8 ' + ' '.join(int8)}"
                        " needs --representative DIR: noisy speech to calibrate the int8 ranges")
     if "qat" in int8 and not (args.qat_speech and args.qat_noise):
         raise CliError("--int8 qat needs --qat-speech DIR and --qat-noise DIR (the fine-tuning "
@@ -240,6 +280,8 @@ def run(args) -> int:
         from tinyse_tf.export.micro import micro_paths
 
         outputs += [p for s in stems[1:] for p in micro_paths(out_dir, s)]
+    if args.target == "edgetpu":
+        outputs += [out_dir / f"{s}_edgetpu.tflite" for s in stems[1:]]
     _refuse_existing(outputs, args.overwrite)
     firmware = _firmware_plan(args, rep_files, stems[1:])
 
@@ -299,4 +341,8 @@ def run(args) -> int:
             _export_micro(path, out_dir, path.stem, args.arena_margin)
     if firmware:
         _write_firmware(firmware, out_dir, args.firmware_hops)
+    if args.target == "edgetpu":
+        passed = [_compile_edgetpu(Path(paths[f"int8_{kind}"]), out_dir) for kind in int8]
+        if not all(passed):
+            return EXIT_FAILED
     return EXIT_OK

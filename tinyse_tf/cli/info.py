@@ -18,10 +18,10 @@ from pathlib import Path
 
 import numpy as np
 
-from tinyse_tf.cli._common import (EXIT_OK, CliError, check_model_path, import_tf, is_tflite,
-                                   load_keras_model, native_stderr_captured, one_line,
-                                   open_stream_tflite)
+from tinyse_tf.cli._common import (EXIT_OK, CliError, is_tflite, load_keras_model, one_line,
+                                   open_stream_tflite, resolve_model, say)
 from tinyse_tf.constants import HOP, N_FFT, SAMPLE_RATE
+from tinyse_tf.native_stderr import native_stderr_captured
 
 PROG = "tinyse info"
 NORM_NAMES = {"cln": "cumulative layer norm (cLN, paper; running-sum states)",
@@ -85,27 +85,38 @@ def _time_tflite(se, frames: int) -> dict:
     return out
 
 
-def _time_keras(model, frames: int) -> dict:
-    """Float32 streaming TFLite converted in memory; the Keras graph if conversion fails."""
+def _float_file(model):
+    """``(float32 streaming .tflite bytes, None)`` of a Keras model converted in memory, or
+    ``(None, reason)`` when conversion fails."""
     try:
         from tinyse_tf.export.quantize import convert_float
         from tinyse_tf.models.streaming import build_streaming_model
-        from tinyse_tf.runtime import StreamingEnhancer
 
         with native_stderr_captured(), warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            flat = convert_float(build_streaming_model(model))
-            fd, tmp = tempfile.mkstemp(suffix=".tflite")
-            try:
-                with os.fdopen(fd, "wb") as f:
-                    f.write(flat)
-                se = StreamingEnhancer(tmp)
-            finally:
-                os.unlink(tmp)
-        return {"runtime": "float32 streaming TFLite (converted in memory), 1 thread",
-                **_time_tflite(se, frames)}
-    except Exception as e:  # conversion unavailable: time the Keras graph instead
-        reason = f"{type(e).__name__}: {one_line(e, 120)}"
+            return convert_float(build_streaming_model(model)), None
+    except Exception as e:  # conversion unavailable
+        return None, f"{type(e).__name__}: {one_line(e, 120)}"
+
+
+def _time_keras(model, flat, reason, frames: int) -> dict:
+    """Timing of ``flat`` (``_float_file``); of the Keras graph when it is None or fails."""
+    if flat is not None:
+        try:
+            from tinyse_tf.runtime import StreamingEnhancer
+
+            with native_stderr_captured():
+                fd, tmp = tempfile.mkstemp(suffix=".tflite")
+                try:
+                    with os.fdopen(fd, "wb") as f:
+                        f.write(flat)
+                    se = StreamingEnhancer(tmp)
+                finally:
+                    os.unlink(tmp)
+            return {"runtime": "float32 streaming TFLite (converted in memory), 1 thread",
+                    **_time_tflite(se, frames)}
+        except Exception as e:  # not runnable: time the Keras graph instead
+            reason = f"{type(e).__name__}: {one_line(e, 120)}"
     from tinyse_tf.runtime.keras import keras_stream
 
     eng = keras_stream(model)
@@ -127,15 +138,19 @@ def _config_from_states(inputs: dict) -> dict:
     return {"channels": ch, "norm": norm, "gru_units": gru_units}
 
 
-def facts_keras(path: Path) -> tuple[dict, object]:
+def facts_keras(path: Path) -> tuple[dict, object, bytes | None, str | None]:
+    """Facts of a Keras model, the model, and ``_float_file`` of it (MACs are counted there)."""
     model, cfg = load_keras_model(path)  # starts TensorFlow quietly
-    from tinyse_tf.models.complexity import MACS_RULE, macs_per_frame
+    from tinyse_tf.export.complexity import macs_per_frame
+    from tinyse_tf.export.tflite_ops import MACS_RULE, weight_macs
 
+    flat, reason = _float_file(model)
+    macs = sum(weight_macs(flat).values()) if flat is not None else macs_per_frame(cfg)
     return {"model": str(path), "kind": "Keras CRUSE sequence model",
             "config": {**cfg.to_dict(), "channels": list(cfg.channels),
                        "gru_units": cfg.gru_units},
             "norm": cfg.norm, "parameters": int(model.count_params()),
-            "macs_per_frame": int(macs_per_frame(cfg)), "macs_rule": MACS_RULE}, model
+            "macs_per_frame": int(macs), "macs_rule": MACS_RULE}, model, flat, reason
 
 
 def facts_tflite(path: Path) -> tuple[dict, object]:
@@ -149,6 +164,8 @@ def facts_tflite(path: Path) -> tuple[dict, object]:
         pass
     from ai_edge_litert.interpreter import Interpreter
 
+    from tinyse_tf.export.tflite_ops import MACS_RULE, read_model, weight_macs
+
     with native_stderr_captured():
         interp = Interpreter(model_path=str(path))
     sigs = interp.get_signature_list()
@@ -161,20 +178,10 @@ def facts_tflite(path: Path) -> tuple[dict, object]:
     facts = {"model": str(path), "kind": kind,
              "config": cfg, "norm": contract.get("norm") or (cfg or {}).get("norm"),
              "parameters": contract.get("parameters"),
-             "macs_per_frame": contract.get("macs_per_frame"),
+             "macs_per_frame": sum(weight_macs(read_model(path)).values()),
+             "macs_rule": MACS_RULE,
              "size_bytes": path.stat().st_size,
              "io_contract": str(contract_path(path)) if contract else None}
-    import_tf()  # the model code (complexity.py) imports TensorFlow: start it quietly
-    from tinyse_tf.models.complexity import MACS_RULE
-
-    facts["macs_rule"] = MACS_RULE
-    if facts["macs_per_frame"] is None and cfg.get("channels") and cfg.get("gru_groups"):
-        from tinyse_tf.models.complexity import macs_per_frame
-        from tinyse_tf.models.config import CruseConfig
-
-        facts["macs_per_frame"] = int(macs_per_frame(CruseConfig(
-            channels=tuple(cfg["channels"]), gru_groups=cfg["gru_groups"],
-            norm=cfg.get("norm") or "none")))
     return facts, se
 
 
@@ -216,7 +223,7 @@ def format_facts(f: dict) -> str:
 
 
 def run(args) -> int:
-    path = check_model_path(args.model)
+    path = resolve_model(args.model, lambda text: say(PROG, "note", text))
     if args.frames < 1:
         raise CliError(f"--frames {args.frames}: must be at least 1")
     if is_tflite(path):
@@ -225,9 +232,9 @@ def run(args) -> int:
             facts["timing"] = {"runtime": "this file through StreamingEnhancer, 1 thread",
                                **_time_tflite(se, args.frames)}
     else:
-        facts, model = facts_keras(path)
+        facts, model, flat, reason = facts_keras(path)
         if not args.no_timing:
-            facts["timing"] = _time_keras(model, args.frames)
+            facts["timing"] = _time_keras(model, flat, reason, args.frames)
     facts.update(sample_rate=SAMPLE_RATE, hop_samples=HOP, hop_ms=1000 * HOP / SAMPLE_RATE,
                  frame_samples=N_FFT, algorithmic_latency_ms=1000 * N_FFT / SAMPLE_RATE,
                  stream_delay_samples=N_FFT - HOP)

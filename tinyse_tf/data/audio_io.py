@@ -94,7 +94,7 @@ def load_audio(path, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
 _DATA_SIZE = re.compile(r"^data\s*:\s*(\d+)\s*\(should be\s*(\d+)\)", re.MULTILINE)
 
 
-def _libsndfile_message(err) -> str:
+def libsndfile_message(err) -> str:
     """``Error opening 'x.wav': Format not recognised.`` -> ``Format not recognised``."""
     msg = re.sub(r"^Error opening .*?: ", "", _one_line(err))
     return re.sub(r"^Error\s*:\s*", "", msg).rstrip(".")
@@ -111,7 +111,7 @@ def probe_audio(path) -> sf._SoundFileInfo:
     try:
         info = sf.info(str(path))
     except Exception as err:
-        raise AudioError(path, f"not readable as audio ({_libsndfile_message(err)})",
+        raise AudioError(path, f"not readable as audio ({libsndfile_message(err)})",
                          "it is not a valid WAV/FLAC file or it is corrupt: re-export it as WAV "
                          "or FLAC, or remove it") from err
     if info.frames <= 0:

@@ -26,7 +26,7 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
-SAMPLE_RATE = 16000  # same as tinyse_tf.constants.SAMPLE_RATE (not imported: keep this module light)
+from tinyse_tf.constants import SAMPLE_RATE
 
 #: Metric groups accepted by ``compute_metrics`` and the value keys each one produces.
 METRIC_KEYS: Mapping[str, tuple[str, ...]] = {
@@ -159,7 +159,7 @@ def pesq_wb(ref, est) -> float:
     try:
         return _pesq_wb_or_raise(ref, est)
     except NoUtterancesError as exc:
-        warnings.warn(f"PESQ found no utterance in the reference ({_error_string(exc)}); "
+        warnings.warn(f"PESQ found no utterance in the reference ({error_string(exc)}); "
                       "returning NaN", NoUtterancesWarning, stacklevel=2)
         return float("nan")
 
@@ -219,6 +219,17 @@ def _load_dnsmos():
     return _dnsmos_model
 
 
+def dnsmos_loaded() -> bool:
+    """Whether this process holds a DNSMOS session (onnxruntime does not survive ``fork``)."""
+    return _dnsmos_model is not None
+
+
+def forget_dnsmos() -> None:
+    """Drop this process's DNSMOS session (a forked worker then loads its own)."""
+    global _dnsmos_model
+    _dnsmos_model = None
+
+
 def dnsmos_scores(model, audio: np.ndarray) -> dict[str, float]:
     """SIG/BAK/OVRL exactly as speechmos's ``DNSMOS.__call__`` computes them, each distinct window
     scored once.
@@ -271,7 +282,8 @@ def dnsmos(est) -> dict[str, float]:
     return dnsmos_scores(_load_dnsmos(), _dnsmos_input(est))
 
 
-def _error_string(exc: BaseException) -> str:
+def error_string(exc: BaseException) -> str:
+    """``"<ExceptionType>: <message>"`` of ``exc`` on one line (the errors of a metric record)."""
     msg = str(exc).strip() or traceback.format_exception_only(type(exc), exc)[-1].strip()
     return f"{type(exc).__name__}: {msg}"
 
@@ -349,7 +361,7 @@ def compute_metrics(clean, noisy, enhanced, metrics: Sequence[str] = DEFAULT_MET
     try:
         clean, enhanced, *rest = align_lengths(*(_as_signal(s, n) for s, n in signals))
     except Exception as exc:  # the whole file is unusable; every metric is NaN
-        out["errors"]["input"] = _error_string(exc)
+        out["errors"]["input"] = error_string(exc)
         return out
     out["n_samples"] = int(clean.shape[0])
     if noisy_values and not set(out["noisy"]) <= set(noisy_values):
@@ -363,7 +375,7 @@ def compute_metrics(clean, noisy, enhanced, metrics: Sequence[str] = DEFAULT_MET
             try:
                 out[side].update(_one_group(group, clean, x))
             except Exception as exc:
-                out["errors"][f"{side}.{group}"] = _error_string(exc)
+                out["errors"][f"{side}.{group}"] = error_string(exc)
         out["seconds"][group] = time.perf_counter() - t0
     for k in out["delta"]:
         out["delta"][k] = out["enhanced"][k] - out["noisy"][k]

@@ -11,10 +11,12 @@ import numpy as np
 
 from tinyse_tf.atomic import atomic_open
 from tinyse_tf.evaluation.runner import snr_value
-from tinyse_tf.evaluation.metrics import METRIC_NAMES, SAMPLE_RATE
+from tinyse_tf.constants import SAMPLE_RATE
+from tinyse_tf.evaluation.metrics import METRIC_NAMES
 
 
-def _figure(**kwargs):
+def new_figure(**kwargs):
+    """A matplotlib ``Figure`` on the Agg canvas (no display, no global pyplot state)."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
@@ -23,7 +25,8 @@ def _figure(**kwargs):
     return fig
 
 
-def _save(fig, path) -> None:
+def save_png(fig, path) -> None:
+    """Write ``fig`` as a 120-dpi PNG at ``path``, atomically."""
     with atomic_open(path, "wb") as f:
         fig.savefig(f, format="png", dpi=120)
 
@@ -48,7 +51,7 @@ def plot_gain_vs_snr(summaries: Mapping[str, Mapping], metric: str, path, side: 
     """
     labels = {lab for s in summaries.values() for lab in s}
     xs = numeric_labels(labels)
-    fig = _figure(figsize=(5.0, 3.6), layout="constrained")
+    fig = new_figure(figsize=(5.0, 3.6), layout="constrained")
     ax = fig.add_subplot()
     plotted = False
     for name, summary in summaries.items():
@@ -67,7 +70,7 @@ def plot_gain_vs_snr(summaries: Mapping[str, Mapping], metric: str, path, side: 
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize="small")
     ax.set_title(title or f"{prefix}{METRIC_NAMES.get(metric, metric)} vs input SNR", fontsize="medium")
-    _save(fig, path)
+    save_png(fig, path)
     return True
 
 
@@ -95,7 +98,7 @@ def plot_spectrograms(noisy, enhanced, clean, path, sample_rate: int = SAMPLE_RA
              for name, x in (("noisy", noisy), ("enhanced", enhanced), ("clean", clean))]
     vmax = max(float(db.max()) for _, db, _, _ in specs)
     vmin = vmax - dynamic_range_db
-    fig = _figure(figsize=(8.0, 7.0), layout="constrained")
+    fig = new_figure(figsize=(8.0, 7.0), layout="constrained")
     axes = fig.subplots(3, 1, sharex=True, sharey=True)
     for ax, (name, db, times, freqs) in zip(axes, specs):
         mesh = ax.pcolormesh(times, freqs / 1000.0, db, vmin=vmin, vmax=vmax, cmap="magma",
@@ -106,4 +109,4 @@ def plot_spectrograms(noisy, enhanced, clean, path, sample_rate: int = SAMPLE_RA
     fig.colorbar(mesh, ax=list(axes), label="dB", shrink=0.8)
     if title:
         fig.suptitle(title)
-    _save(fig, path)
+    save_png(fig, path)

@@ -16,7 +16,7 @@ from typing import Mapping, Sequence
 from tinyse_tf.atomic import atomic_write_text
 from tinyse_tf.evaluation.metrics import METRIC_NAMES
 from tinyse_tf.evaluation.plots import plot_gain_vs_snr, plot_spectrograms
-from tinyse_tf.evaluation.runner import ALL_LABEL, SIDES, _label_order, summarize
+from tinyse_tf.evaluation.runner import ALL_LABEL, SIDES, label_order, summarize
 
 #: Table columns (value keys) in the paper's order.
 TABLE_COLUMNS: tuple[str, ...] = ("si_sdr", "sdr", "pesq", "estoi", "dnsmos_sig", "dnsmos_bak",
@@ -54,7 +54,7 @@ def _ordered_labels(summaries: Mapping[str, Mapping]) -> list[str]:
     for summary in summaries.values():
         labels.update(dict.fromkeys(summary))
     labels.pop(ALL_LABEL, None)
-    return _label_order(labels) + [ALL_LABEL]
+    return label_order(labels) + [ALL_LABEL]
 
 
 def _columns(summaries: Mapping[str, Mapping], extra_rows: Mapping | None) -> list[str]:

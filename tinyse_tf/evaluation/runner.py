@@ -28,8 +28,9 @@ from typing import Iterable, Mapping, Sequence
 import numpy as np
 
 from tinyse_tf.atomic import atomic_open
+from tinyse_tf.constants import SAMPLE_RATE
 from tinyse_tf.evaluation import metrics as _metrics
-from tinyse_tf.evaluation.metrics import (DEFAULT_METRICS, SAMPLE_RATE, _error_string,
+from tinyse_tf.evaluation.metrics import (DEFAULT_METRICS, error_string,
                                           compute_metrics, empty_result, metric_keys)
 
 SIDES = ("noisy", "enhanced", "delta")
@@ -76,7 +77,7 @@ def evaluate_item(item: Mapping, metrics: Sequence[str] = DEFAULT_METRICS) -> di
         if "noisy_path" not in item:
             result["noisy"], result["delta"] = {}, {}
         # AudioError messages already name the file and the fix in one line.
-        result["errors"]["input"] = str(exc) if hasattr(exc, "path") else _error_string(exc)
+        result["errors"]["input"] = str(exc) if hasattr(exc, "path") else error_string(exc)
     else:
         result = compute_metrics(clean, noisy, enhanced, metrics, noisy_values=noisy_values)
     rec.update(result)
@@ -93,7 +94,7 @@ def usable_cores() -> int:
 
 def _init_worker() -> None:
     """Pool initializer: drop a DNSMOS session inherited through fork; each worker loads its own."""
-    _metrics._dnsmos_model = None
+    _metrics.forget_dnsmos()
 
 
 def _start_method(requested: str | None) -> str | None:
@@ -101,7 +102,7 @@ def _start_method(requested: str | None) -> str | None:
     if requested is None:
         methods = multiprocessing.get_all_start_methods()
         return "forkserver" if sys.platform.startswith("linux") and "forkserver" in methods else None
-    if requested == "fork" and _metrics._dnsmos_model is not None:
+    if requested == "fork" and _metrics.dnsmos_loaded():
         warnings.warn("mp_context='fork' after DNSMOS ran in this process: onnxruntime does not "
                       "survive fork and the workers' DNSMOS calls can hang; use 'forkserver'",
                       RuntimeWarning, stacklevel=3)
@@ -205,7 +206,7 @@ def evaluate_files(items: Iterable[Mapping], metrics: Sequence[str] = DEFAULT_ME
                 except Exception as exc:  # e.g. BrokenProcessPool after a segfault in a C library
                     rec = _new_record(items[i])
                     rec.update(empty_result(metrics))
-                    rec["errors"]["worker"] = _error_string(exc)
+                    rec["errors"]["worker"] = error_string(exc)
                     records[i] = rec
                 bar.update()
     return records
@@ -217,7 +218,7 @@ def snr_value(label) -> float | None:
     return float(match.group(1)) if match else None
 
 
-def _label_order(labels: Iterable[str]) -> list[str]:
+def label_order(labels: Iterable[str]) -> list[str]:
     """Numeric SNR labels ascending, then the others in first-seen order."""
     labels = list(dict.fromkeys(labels))
     numeric = sorted((lab for lab in labels if snr_value(lab) is not None), key=snr_value)
@@ -251,7 +252,7 @@ def summarize(records: Sequence[Mapping]) -> dict:
         over every record.
     """
     keys = _keys_of(records)
-    groups: dict[str, list[Mapping]] = {lab: [] for lab in _label_order(str(r["snr_label"]) for r in records)}
+    groups: dict[str, list[Mapping]] = {lab: [] for lab in label_order(str(r["snr_label"]) for r in records)}
     for rec in records:
         groups[str(rec["snr_label"])].append(rec)
     groups[ALL_LABEL] = list(records)

@@ -4,6 +4,12 @@ Every exported file (float32 and its int8 siblings) enhances the same noisy mixt
 ``StreamingEnhancer`` (the frame loop a device runs); per input SNR the improvement over the
 noisy input is averaged, and each int8 file is compared with the float32 file of the same weights,
 paired clip by clip. ``budget_warnings`` turns the comparison into one-line warnings.
+
+``int8_criterion`` is the one acceptance criterion of an int8 file, used by the recipe's int8
+guard and by the tests: every int8 file against the float32 file of the model that was handed to
+the export, never against a fine-tuned copy (QAT fine-tunes its own copy of the weights). What
+it measures is what a user loses by deploying the int8 file instead of the float model they
+trained, whether the loss comes from rounding or from QAT's extra training (docs/EXPORT.md).
 """
 from __future__ import annotations
 
@@ -99,6 +105,25 @@ def budget_warnings(gaps: Mapping, budget: Mapping = INT8_BUDGET, where: str = "
                        f"({', '.join(over)}; budget {budget['si_sdr']} dB SI-SDR, "
                        f"{budget['estoi']} eSTOI points)")
     return out
+
+
+def int8_criterion(files: Mapping[str, object], pairs_by_snr: Mapping[float, Sequence],
+                   float_name: str, budget: Mapping = INT8_BUDGET, where: str = "") -> dict:
+    """Every int8 file of ``files`` against ``files[float_name]``, the float32 file exported from
+    the same trained model (module docstring: the one criterion).
+
+    Args:
+        files: ``{name: streaming .tflite path}``: the float32 file and its int8 siblings as one
+            ``export_model`` call wrote them.
+        pairs_by_snr: from ``mixtures_by_snr``.
+    Returns:
+        ``{"scores": score_files(...), "gaps": int8_gaps(...), "warnings":
+        budget_warnings(...), "table": gap_table(...)}``.
+    """
+    scores = score_files(files, pairs_by_snr)
+    gaps = int8_gaps(scores, float_name)
+    return {"scores": scores, "gaps": gaps, "warnings": budget_warnings(gaps, budget, where),
+            "table": gap_table(scores, float_name)}
 
 
 def gap_table(scores: Mapping, float_name: str) -> str:

@@ -34,7 +34,8 @@ import numpy as np
 from tinyse_tf.atomic import atomic_write_json, atomic_write_text
 from tinyse_tf.constants import COMPRESSION, HOP, N_BINS, N_FFT, N_MELS, SAMPLE_RATE
 from tinyse_tf.export.contract import int8_violations
-from tinyse_tf.export.tflite_ops import NotATfliteFile, read_model_bytes
+from tinyse_tf.export.tflite_ops import NotATfliteFile, read_model_bytes, weight_macs
+from tinyse_tf.native_stderr import native_stderr_captured
 from tinyse_tf.runtime.contract import STATE_OUTPUT_SUFFIX
 from tinyse_tf.runtime.tflite import TfliteFrameModel, make_interpreter
 
@@ -152,8 +153,6 @@ def measure_arena(model_content: bytes) -> int:
     """The smallest tensor arena (a multiple of 16 bytes) with which the TFLM interpreter
     allocates and invokes the model: persistent structs, the memory planner's working space
     and the planned activation buffers, as this host's TFLM build needs them (binary search)."""
-    from tinyse_tf.cli._common import native_stderr_captured
-
     lo, hi = 0, 10 * len(model_content)
     with native_stderr_captured():  # TFLM prints every failed allocation on fd 2
         while not _runs_with_arena(model_content, hi):
@@ -286,31 +285,7 @@ def compare_with_litert(model_path, audio) -> dict:
             "p99_lsb": float(np.percentile(lsb, 99))}
 
 
-# --------------------------------------------------------------------------- MACs
-def model_macs(model_content: bytes) -> dict:
-    """Multiply-accumulates per invoke (one 16 ms hop) of the file's weight layers, counted from
-    the flatbuffer: ``{operator type: MACs}`` for CONV_2D / DEPTHWISE_CONV_2D (output elements x
-    kernel taps x input channels per group), FULLY_CONNECTED (output elements x input width) and
-    TRANSPOSE_CONV (input elements x kernel taps x output channels); other operators (norms,
-    activations, gates) are element-wise and not counted."""
-    sg = read_model_bytes(model_content).main
-    macs: Counter = Counter()
-    for op in sg.ops:
-        out = int(np.prod(sg.tensors[op.outputs[0]].shape))
-        if op.name == "CONV_2D":
-            _, kh, kw, cin = sg.tensors[op.inputs[1]].shape
-            macs[op.name] += out * kh * kw * cin
-        elif op.name == "DEPTHWISE_CONV_2D":
-            _, kh, kw, _ = sg.tensors[op.inputs[1]].shape
-            macs[op.name] += out * kh * kw
-        elif op.name == "FULLY_CONNECTED":
-            macs[op.name] += out * sg.tensors[op.inputs[1]].shape[-1]
-        elif op.name == "TRANSPOSE_CONV":
-            cout, kh, kw, _ = sg.tensors[op.inputs[1]].shape
-            macs[op.name] += int(np.prod(sg.tensors[op.inputs[2]].shape)) * kh * kw * cout
-    return dict(sorted(macs.items()))
-
-
+# --------------------------------------------------------------------------- front end
 def _sparse(matrix: np.ndarray):
     """Row-wise sparse form of a [rows, cols] matrix whose non-zeros are contiguous per row:
     ``(start [rows], length [rows], offset [rows], weights [nnz])``."""
@@ -527,7 +502,7 @@ def micro_report(model_content: bytes, name: str, arena_margin: float = ARENA_MA
     search over TFLM interpreters) and compares every operator with LiteRT."""
     sg = read_model_bytes(model_content).main
     measured = measure_arena(model_content)
-    macs = model_macs(model_content)
+    macs = weight_macs(model_content)
     front = frontend_macs()
     report = {
         "format": "tinyse_tf micro report v1",

@@ -27,6 +27,7 @@ import itertools
 import numpy as np
 
 from tinyse_tf._tf import keras, tf
+from tinyse_tf.export._tf_internals import tfmot_default_8bit_registry, tfmot_quantizers
 from tinyse_tf.features import analyze, mel_features, stft
 from tinyse_tf.losses import psa_mel_loss
 from tinyse_tf.models.config import check_int8_exportable
@@ -39,17 +40,11 @@ def _tfmot():
     return tfmot.quantization.keras
 
 
-def _quantizers():
-    from tensorflow_model_optimization.python.core.quantization.keras import quantizers
-
-    return quantizers
-
-
 def _configs():
     """The two custom QuantizeConfig classes (built on first use so tfmot loads lazily)."""
     if hasattr(_configs, "cache"):
         return _configs.cache
-    qk, q = _tfmot(), _quantizers()
+    qk, q = _tfmot(), tfmot_quantizers()
 
     class OutputRange(qk.QuantizeConfig):
         """Quantize only the layer's output (moving-average range); weights stay float in QAT."""
@@ -113,9 +108,7 @@ def _configs():
 def _quantize_config(layer):
     """The QuantizeConfig for a layer's ``qat_kind`` (``tinyse_tf.models.layers``), or None for
     the layers tfmot's default registry knows."""
-    from tensorflow_model_optimization.python.core.quantization.keras.default_8bit import (
-        default_8bit_quantize_registry as registry)
-
+    registry = tfmot_default_8bit_registry()
     kind = getattr(layer, "qat_kind", None)
     if kind is None:
         return None

@@ -34,7 +34,9 @@ import numpy as np
 from tinyse_tf._tf import keras, tf
 from tinyse_tf.atomic import atomic_open, atomic_write_json
 from tinyse_tf.export.contract import contract_path, io_contract, verify_full_int8
-from tinyse_tf.export.tflite_ops import read_model_bytes
+from tinyse_tf.export._tf_internals import calibrate_only, layer_output_tensors, mlir_quantize
+from tinyse_tf.export.tflite_ops import (MACS_RULE, model_object, object_bytes, read_model_bytes,
+                                         signature_tensors, weight_macs)
 from tinyse_tf.models.config import check_int8_exportable
 from tinyse_tf.models.cruse import config_from_model
 from tinyse_tf.models.streaming import OUTPUT_SUFFIX, build_streaming_model, state_specs
@@ -70,58 +72,10 @@ def calibrate(stream_model: keras.Model, samples) -> bytes:
     conv.optimizations = [tf.lite.Optimize.DEFAULT]
     conv.representative_dataset = gen
     conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-    conv._experimental_calibrate_only = True
+    calibrate_only(conv)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # tf.lite.Interpreter deprecation, used by the calibrator
         return conv.convert()
-
-
-def _model_object(flat: bytes):
-    from tensorflow.lite.tools import flatbuffer_utils
-
-    return flatbuffer_utils.convert_bytearray_to_object(flat)
-
-
-def _model_bytes(obj) -> bytes:
-    from tensorflow.lite.tools import flatbuffer_utils
-
-    return bytes(flatbuffer_utils.convert_object_to_bytearray(obj))
-
-
-def _signature_tensors(obj) -> tuple[dict, dict]:
-    sig = obj.signatureDefs[0]
-    dec = lambda b: b.decode() if isinstance(b, bytes) else b
-    return ({dec(m.name): m.tensorIndex for m in sig.inputs},
-            {dec(m.name): m.tensorIndex for m in sig.outputs})
-
-
-def layer_output_tensors(flat: bytes, layer_name: str) -> list[int]:
-    """Indices of the tensors that carry the output of Keras layer ``layer_name`` in a converted
-    model: produced by an op of that layer (name path ``.../<layer>/...``), read by an op of
-    another layer, and not the fixed-range output of LOGISTIC/TANH; for a final RESHAPE (the
-    sub-pixel decoder's depth-to-space) also its input.
-
-    Tensors that are also model outputs are renamed by the converter (``StatefulPartitionedCall:k``)
-    and cannot be found this way: ``qat_tensor_ranges`` reaches those through the signature.
-    """
-    m = read_model_bytes(flat).main
-    key = f"/{layer_name}/"
-    in_layer = lambda t: any(key in part for part in m.tensors[t].name.split(";"))
-    outs = []
-    for op in m.ops:
-        if op.name in ("LOGISTIC", "TANH") or not any(in_layer(t) for t in op.outputs):
-            continue
-        for t in op.outputs:
-            consumers = [o for o in m.ops if t in o.inputs]
-            # Read by another layer, or by a sigmoid / tanh (the converter may move the mask's
-            # sigmoid before the decoder's reshape, fusing their names).
-            external = [c for c in consumers if c.name in ("LOGISTIC", "TANH")
-                        or not any(in_layer(u) for u in c.outputs)]
-            if external and t not in outs:
-                outs.append(t)
-                if op.name == "RESHAPE":  # same-scale op: its input carries the range too
-                    outs.append(op.inputs[0])
-    return outs
 
 
 def _set_range(tensor, lo: float, hi: float):
@@ -134,6 +88,28 @@ def _int8_range(scale: float, zero_point: int) -> tuple[float, float]:
     return (_QMIN - zero_point) * scale, (_QMAX - zero_point) * scale
 
 
+class StateAlignmentError(RuntimeError):
+    """The int8 model's state inputs could not be given their outputs' exact quantization, so
+    states could not be fed back byte for byte (as ``MicroFrameModel`` and the C header assume)."""
+
+
+#: Quantization passes before giving up: normally 2 (quantize, align state inputs, quantize).
+ALIGNMENT_PASSES = 3
+
+
+def _state_mismatches(flat: bytes, state_inputs) -> dict:
+    """``{state input: (scale, zero point) of its <state>_out output}`` for every state whose
+    input quantization differs from its output's in the quantized model ``flat``."""
+    runner = make_interpreter(flat).get_signature_runner()
+    qin, qout = runner.get_input_details(), runner.get_output_details()
+    mismatched = {}
+    for name in state_inputs:
+        (si, zi), (so, zo) = qin[name]["quantization"], qout[f"{name}_out"]["quantization"]
+        if not same_quantization(si, zi, so, zo):
+            mismatched[name] = (so, zo)
+    return mismatched
+
+
 def quantize_calibrated(calibrated: bytes, tensor_ranges: dict | None = None) -> bytes:
     """Full-int8 model from a calibrated one, optionally overriding tensor ranges.
 
@@ -142,33 +118,32 @@ def quantize_calibrated(calibrated: bytes, tensor_ranges: dict | None = None) ->
         tensor_ranges: ``{tensor index: (min, max)}`` replacing calibrated statistics
             (QAT ranges).
     Every state input is then given its output's quantization (second quantization pass), so
-    that int8 states round-trip unchanged; ``verify_full_int8`` is asserted.
+    that int8 states round-trip unchanged; ``StateAlignmentError`` if they still differ after
+    ``ALIGNMENT_PASSES`` passes. ``verify_full_int8`` is asserted.
     """
-    from tensorflow.lite.python.convert import mlir_quantize
-
-    obj = _model_object(calibrated)
+    obj = model_object(calibrated)
     tensors = obj.subgraphs[0].tensors
     for t, (lo, hi) in (tensor_ranges or {}).items():
         _set_range(tensors[t], lo, hi)
-    ins, _ = _signature_tensors(obj)
-    flat = None
-    for _ in range(3):  # normally 2 passes: quantize, align state inputs, quantize again
+    ins, outs = signature_tensors(obj)
+    states = [n for n in ins if n != "features" and f"{n}_out" in outs]
+    for _ in range(ALIGNMENT_PASSES):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # "Statistics for quantized inputs were expected"
-            flat = mlir_quantize(_model_bytes(obj), input_data_type=tf.int8,
-                                 output_data_type=tf.int8)
-        runner = make_interpreter(flat).get_signature_runner()
-        qin, qout = runner.get_input_details(), runner.get_output_details()
-        changed = False
-        for name in ins:
-            if name == "features" or f"{name}_out" not in qout:
-                continue
-            (si, zi), (so, zo) = qin[name]["quantization"], qout[f"{name}_out"]["quantization"]
-            if not same_quantization(si, zi, so, zo):
-                _set_range(tensors[ins[name]], *_int8_range(so, zo))
-                changed = True
-        if not changed:
+            flat = mlir_quantize(object_bytes(obj), tf.int8, tf.int8)
+        mismatched = _state_mismatches(flat, states)
+        if not mismatched:
             break
+        for name, (scale, zero_point) in mismatched.items():
+            _set_range(tensors[ins[name]], *_int8_range(scale, zero_point))
+    else:
+        name, (scale, zero_point) = next(iter(mismatched.items()))
+        raise StateAlignmentError(
+            f"int8 export: after {ALIGNMENT_PASSES} quantization passes {len(mismatched)} state "
+            f"input(s) still differ from their outputs' quantization (first: {name}, output "
+            f"scale {scale:.6g}, zero point {zero_point}), so states could not be fed back byte "
+            "for byte; report this with the model (the converter changed how it quantizes "
+            "state inputs)")
     verify_full_int8(flat)
     return flat
 
@@ -197,8 +172,8 @@ def qat_tensor_ranges(calibrated: bytes, layer_ranges: dict, state_sources: dict
     Returns:
         ``{tensor index: (min, max)}`` for ``quantize_calibrated``.
     """
-    obj = _model_object(calibrated)
-    ins, outs = _signature_tensors(obj)
+    obj = model_object(calibrated)
+    ins, outs = signature_tensors(obj)
     via_signature = {"features": [ins["features"]]}
     for state, layer in state_sources.items():
         via_signature.setdefault(layer, []).append(outs[state + OUTPUT_SUFFIX])
@@ -276,15 +251,15 @@ def export_model(model: keras.Model, out_dir, name: str, int8=INT8_METHODS,
     if "qat" in int8 and qat_dataset is None and qat_result is None:
         raise ValueError("int8='qat' needs qat_dataset: (noisy, clean) audio batches")
     from tinyse_tf.export.calibration import closed_loop_samples
-    from tinyse_tf.models.complexity import macs_per_frame
 
     out_dir = Path(out_dir)
-    base_meta = {"name": name, "config": cfg.to_dict(), "norm": cfg.norm,
-                 "parameters": int(model.count_params()), "macs_per_frame": macs_per_frame(cfg),
-                 "states_spec": {k: list(v) for k, v in state_specs(model).items()}}
     paths = {}
     stream = build_streaming_model(model)
     flat = convert_float(stream)
+    base_meta = {"name": name, "config": cfg.to_dict(), "norm": cfg.norm,
+                 "parameters": int(model.count_params()),
+                 "macs_per_frame": sum(weight_macs(flat).values()), "macs_rule": MACS_RULE,
+                 "states_spec": {k: list(v) for k, v in state_specs(model).items()}}
     paths["float32"] = _write(out_dir, f"{name}_stream_float32.tflite", flat,
                               {**base_meta, "quantization": "none", "dtype": "float32"})
     audio = list(representative_audio) if int8 else []

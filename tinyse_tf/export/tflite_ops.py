@@ -6,12 +6,16 @@ The reader uses the flatbuffer bindings generated from the TFLite schema that sh
 interpreter. When ai-edge-litert is absent it falls back to the identical bindings inside
 TensorFlow (``tensorflow.lite.python.schema_py_generated``).
 
+``model_object`` / ``object_bytes`` give the same bindings' mutable object tree (``ModelT``) and
+write it back: the int8 export edits tensors' quantization statistics that way.
+
 Only what a static check needs is decoded: operator codes, operators (inputs, outputs, builtin
 options), tensors (name, type, shape, shape_signature, whether a constant buffer backs them) and
 subgraphs. Weight data are never copied.
 """
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass, field
 from typing import Any
@@ -166,11 +170,71 @@ def read_model_bytes(data: bytes, path: str = "<bytes>") -> TfliteModel:
                        subgraphs=subgraphs)
 
 
+def model_object(data: bytes):
+    """The flatbuffer as the schema's mutable object tree (``ModelT``: ``.subgraphs[i].tensors``,
+    ``.signatureDefs``, ...), to edit and write back with ``object_bytes``."""
+    if len(data) < 8 or data[4:8] != TFLITE_FILE_IDENTIFIER:
+        raise NotATfliteFile("not a TFLite flatbuffer (file identifier 'TFL3' missing)")
+    return _schema.ModelT.InitFromObj(_schema.Model.GetRootAs(data, 0))
+
+
+def object_bytes(obj) -> bytes:
+    """A ``model_object`` tree serialised back into a ``.tflite`` flatbuffer."""
+    import flatbuffers
+
+    builder = flatbuffers.Builder(1024)
+    builder.Finish(obj.Pack(builder), file_identifier=TFLITE_FILE_IDENTIFIER)
+    return bytes(builder.Output())
+
+
+def signature_tensors(obj) -> tuple[dict, dict]:
+    """``({input name: tensor index}, {output name: tensor index})`` of the first signature of a
+    ``model_object`` tree."""
+    sig = obj.signatureDefs[0]
+    dec = lambda b: b.decode() if isinstance(b, bytes) else b
+    return ({dec(m.name): m.tensorIndex for m in sig.inputs},
+            {dec(m.name): m.tensorIndex for m in sig.outputs})
+
+
 def read_model(path: str | os.PathLike) -> TfliteModel:
     """Decode a ``.tflite`` file. Raises OSError (missing/unreadable) or NotATfliteFile."""
     with open(path, "rb") as f:
         data = f.read()
     return read_model_bytes(data, str(path))
+
+
+#: The one multiply-accumulate counting rule of tinyse_tf (``weight_macs``).
+MACS_RULE = ("MACs per frame: multiply-accumulates of the weight ops (conv, depthwise conv, "
+             "fully connected, transposed conv) of the streaming .tflite for one 16 ms frame, "
+             "counted from the file; biases, norms, activations and gate element-wise ops not "
+             "counted")
+
+
+def weight_macs(model: TfliteModel | bytes) -> dict[str, int]:
+    """Multiply-accumulates per invoke of the main subgraph's weight ops, by operator type
+    (``MACS_RULE``): CONV_2D / DEPTHWISE_CONV_2D (output elements x kernel taps x input channels
+    per group), FULLY_CONNECTED (output elements x input width) and TRANSPOSE_CONV (input elements
+    x kernel taps x output channels). Everything the file multiplies is counted, e.g. the zero
+    taps of the sub-pixel form of CRUSE's transposed convs (tinyse_tf.models.layers)."""
+    sg = (read_model_bytes(model) if isinstance(model, (bytes, bytearray)) else model).main
+    macs: dict[str, int] = {}
+    for op in sg.ops:
+        out = math.prod(sg.tensors[op.outputs[0]].shape)
+        if op.name == "CONV_2D":
+            _, kh, kw, cin = sg.tensors[op.inputs[1]].shape
+            n = out * kh * kw * cin
+        elif op.name == "DEPTHWISE_CONV_2D":
+            _, kh, kw, _ = sg.tensors[op.inputs[1]].shape
+            n = out * kh * kw
+        elif op.name == "FULLY_CONNECTED":
+            n = out * sg.tensors[op.inputs[1]].shape[-1]
+        elif op.name == "TRANSPOSE_CONV":
+            cout, kh, kw, _ = sg.tensors[op.inputs[1]].shape
+            n = math.prod(sg.tensors[op.inputs[2]].shape) * kh * kw * cout
+        else:
+            continue
+        macs[op.name] = macs.get(op.name, 0) + int(n)
+    return dict(sorted(macs.items()))
 
 
 def op_names(path: str | os.PathLike) -> list[str]:

@@ -39,18 +39,21 @@ def build_streaming_model(model: keras.Model, batch_size: int = 1) -> keras.Mode
     layers = {layer.name: layer for layer in model.layers}
     feat = keras.Input((1, cfg.n_mels, 1), batch_size=batch_size, name="features")
     states, new, sources = {}, {}, {}
+    made_by = {id(feat): "features"}  # Keras tensor -> the layer that produced it
 
     def apply(layer, x):
         if layer is None:
             return x
         if not isinstance(layer, StreamingLayer):
-            return layer(x, frame=True) if isinstance(layer, FrameFormLayer) else layer(x)
+            y = layer(x, frame=True) if isinstance(layer, FrameFormLayer) else layer(x)
+            made_by[id(y)] = layer.name
+            return y
         name = layer.name + STATE_SUFFIX
         states[name] = keras.Input(layer.state_shape(x.shape), batch_size=batch_size, name=name)
         y, new[name] = layer(x, state=states[name])
+        made_by[id(y)] = layer.name
         if layer.state_holds is not None:
-            source = x if layer.state_holds == "input" else y
-            sources[name] = source._keras_history.layer.name
+            sources[name] = made_by[id(x if layer.state_holds == "input" else y)]
         return y
 
     mask = cruse_graph(feat, cfg, layer=lambda name, make: layers.get(name), apply=apply)

@@ -229,7 +229,7 @@ def folder_int8(out, default: tuple) -> tuple:
 
 def main(argv=None) -> int:
     from tinyse_tf.data import AudioError, DataError
-    from tinyse_tf.recipe.two_step import _log, open_run
+    from tinyse_tf.recipe.two_step import log, open_run
 
     args = parse_args(argv)
     try:
@@ -244,7 +244,7 @@ def main(argv=None) -> int:
         # The same config record as recipes/two_step.py: a grid can extend a recipe run folder.
         run = open_run(args.preset, cfg, args.out, args.speech_dir, args.noise_dir,
                        args.data_dir, verbose=0 if args.quiet else 1)
-        Experiments(run).run_all(conditions, log=_log)
+        Experiments(run).run_all(conditions, log=log)
     except (DataError, AudioError, ValueError, FileNotFoundError) as err:
         print(f"experiments: error: {err}", file=sys.stderr)
         return 2

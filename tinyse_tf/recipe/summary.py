@@ -246,10 +246,10 @@ def write_summary(out, dest, latency_json=None, title="Experiments") -> pathlib.
 
 
 def _plots(res, dest, sizes, latency_json) -> list[str]:
-    from tinyse_tf.evaluation.plots import _figure, _save
+    from tinyse_tf.evaluation.plots import new_figure, save_png
 
     written = []
-    fig = _figure(figsize=(13.0, 3.6), layout="constrained")
+    fig = new_figure(figsize=(13.0, 3.6), layout="constrained")
     for ax, metric in zip(fig.subplots(1, 3), ("si_sdr", "pesq", "estoi")):
         for name, fam in (("teacher", "teacher"), ("student", BASELINE), ("one-step", ONE_STEP),
                           ("two-step", TWO_STEP)):
@@ -263,12 +263,12 @@ def _plots(res, dest, sizes, latency_json) -> list[str]:
                title=f"{SHORT[metric]} gain (mean ± sd over seeds)")
         ax.grid(alpha=0.3)
     ax.legend()
-    _save(fig, dest / "gain_vs_snr.png")
+    save_png(fig, dest / "gain_vs_snr.png")
     written.append("gain_vs_snr.png")
     # Sizes on the seeds they share, as in the size table.
     only = res.common_seeds([prefix + "baseline" for _, _, prefix in sizes])
     if len(sizes) > 1:
-        fig = _figure(figsize=(5.0, 3.6), layout="constrained")
+        fig = new_figure(figsize=(5.0, 3.6), layout="constrained")
         ax = fig.add_subplot()
         for name, suffix in (("baseline", "baseline"), ("two-step", "two_step-gtf"),
                              ("baseline int8", "baseline_stream_int8_ptq"),
@@ -284,13 +284,13 @@ def _plots(res, dest, sizes, latency_json) -> list[str]:
                       [f"{params / 1000:.0f} k" for _, params, _ in sizes])
         ax.grid(alpha=0.3)
         ax.legend()
-        _save(fig, dest / "gain_vs_size.png")
+        save_png(fig, dest / "gain_vs_size.png")
         written.append("gain_vs_size.png")
     if latency_json and sizes:
         latency = {r["preset"]: r["invoke"]["median_us"]
                    for r in json.loads(pathlib.Path(latency_json).read_text())["results"]
                    if r["dtype"] == "int8"}
-        fig = _figure(figsize=(5.0, 3.6), layout="constrained")
+        fig = new_figure(figsize=(5.0, 3.6), layout="constrained")
         ax = fig.add_subplot()
         for name, suffix in (("baseline int8 PTQ", "baseline_stream_int8_ptq"),
                              ("two-step int8 PTQ", "two_step-gtf_stream_int8_ptq")):
@@ -307,7 +307,7 @@ def _plots(res, dest, sizes, latency_json) -> list[str]:
                ylabel="ΔSI-SDR over noisy (dB)", title="Quality vs compute")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
-        _save(fig, dest / "pareto.png")
+        save_png(fig, dest / "pareto.png")
         written.append("pareto.png")
     return written
 

@@ -17,8 +17,6 @@ import contextlib
 import dataclasses
 import json
 import pathlib
-import shutil
-import subprocess
 import sys
 import time
 
@@ -43,7 +41,8 @@ def without_dnsmos(metrics):
     return tuple(m for m in metrics if m != "dnsmos")
 
 
-def _log(msg):
+def log(msg):
+    """Print one time-stamped line of the recipe's log (stdout, flushed)."""
     print(f"[two_step {time.strftime('%H:%M:%S')}] {msg}", flush=True)
 
 
@@ -128,7 +127,7 @@ class Run:
                         clip_seconds=self.cfg.test_clip_seconds, progress=bool(self.verbose))
         self.test_items = load_test_set(self.out / "testsets")
         counts = corpus.counts()
-        _log(f"data: {counts}; {len(self.test_items)} test files")
+        log(f"data: {counts}; {len(self.test_items)} test files")
         return counts
 
     def dataset(self, split, seed_offset, repeat=True, seed=None, snr_measure=None):
@@ -174,7 +173,7 @@ class Run:
 
         path = self.models_dir / f"{stage}.keras"
         if path.exists():
-            _log(f"{stage}: done already ({path})")
+            log(f"{stage}: done already ({path})")
             with self.strategy.scope():
                 return keras.models.load_model(path)
         t0 = time.time()
@@ -199,17 +198,17 @@ class Run:
                       epochs=epochs, steps_per_epoch=self.cfg.steps_per_epoch,
                       workdir=workdir, callbacks=[*callbacks, *([keep] if keep else [])],
                       validation_data=self.dataset("valid", 1, **data),
-                      validation_steps=self.cfg.validation_steps, verbose=self.verbose, log=_log)
+                      validation_steps=self.cfg.validation_steps, verbose=self.verbose, log=log)
         if keep is not None and keep.best:
             student.load_weights(keep.path)
-            _log(f"{stage}: keeping epoch {keep.best['epoch']} of {epochs} (validation SI-SDR "
-                 f"{keep.best['val_si_sdr']:.2f} dB)")
+            log(f"{stage}: keeping epoch {keep.best['epoch']} of {epochs} (validation SI-SDR "
+                f"{keep.best['val_si_sdr']:.2f} dB)")
         if self.speed["mixed_precision"]:  # saved and exported in float32
             student = float32_copy(student)
         if self.is_chief:
             _save_model(student, path)
         self.timings[f"train_{stage}_s"] = round(time.time() - t0, 1)
-        _log(f"{stage}: trained in {self.timings[f'train_{stage}_s']} s -> {path}")
+        log(f"{stage}: trained in {self.timings[f'train_{stage}_s']} s -> {path}")
         return student
 
     def _learning_rate(self, epochs):
@@ -228,7 +227,7 @@ class Run:
         if self.teacher_checkpoint:
             with self.strategy.scope():
                 teacher = _load_checkpoint(self.teacher_checkpoint, cfg)
-            _log(f"teacher: reusing {self.teacher_checkpoint}")
+            log(f"teacher: reusing {self.teacher_checkpoint}")
         else:
             teacher = self.train_teacher()
         student = self.student_builder(cfg.student, cfg.norm, cfg.seed, "student_init.h5")
@@ -294,7 +293,7 @@ class Run:
         try:
             check_int8_exportable(config_from_model(models["student"]))
         except Int8ExportError as err:
-            _log(f"export: float32 only ({err})")
+            log(f"export: float32 only ({err})")
             int8 = ()
         files = {}
         for key, row in (("student", "student"), ("two_step", "two-step KD")):
@@ -331,8 +330,8 @@ class Run:
             report = check_model(path)
             self.edgetpu[path.name] = {"ok": report.ok, "cpu_ops": report.cpu_op_count,
                                        "ops": report.op_count}
-            _log(f"Edge TPU check {path.name}: {'ok' if report.ok else 'FAILS'}\n"
-                 + format_table(report))
+            log(f"Edge TPU check {path.name}: {'ok' if report.ok else 'FAILS'}\n"
+                + format_table(report))
             self._compile_edgetpu(path)
             files[kind] = path
         return files
@@ -347,8 +346,7 @@ class Run:
         of the validation split and, with ``int8_check_dirs``, of those real recordings; cached
         in ``export/<key>.int8_check.json``. Logs the table and one warning line per file over
         ``INT8_BUDGET``. Returns ``{set name: {"table", "gaps", "warnings"}}``."""
-        from tinyse_tf.export.fidelity import (budget_warnings, gap_table, int8_gaps,
-                                               mixtures_by_snr, score_files)
+        from tinyse_tf.export.fidelity import int8_criterion, mixtures_by_snr
 
         path = self.out / "export" / f"{key}.int8_check.json"
         sets = {"validation split": self.corpus.split("valid")}
@@ -358,33 +356,35 @@ class Run:
         if not set(sets) <= set(result):
             t0 = time.time()
             files = {f"{key} {kind}": p for kind, p in paths.items()}
-            float_name = f"{key} float32"
             result = {}
             for name, (speech, noise) in sets.items():
                 pairs = mixtures_by_snr(speech, noise, self.cfg.test_snrs,
                                         n_clips=self.int8_check_clips, seconds=4.0, seed=seed)
-                scores = score_files(files, pairs)
-                gaps = int8_gaps(scores, float_name)
-                result[name] = {"table": gap_table(scores, float_name), "gaps": gaps,
-                                "warnings": budget_warnings(gaps, where=f" on the {name}")}
+                check = int8_criterion(files, pairs, f"{key} float32", where=f" on the {name}")
+                result[name] = {k: check[k] for k in ("table", "gaps", "warnings")}
             atomic_write_json(path, result)
             self.timings[f"int8_check_{key}_s"] = round(time.time() - t0, 1)
         for name, check in result.items():
-            _log(f"int8 check {key}, {name} ({self.int8_check_clips} mixtures per SNR, "
-                 "StreamingEnhancer):\n"
-                 + check["table"])
+            log(f"int8 check {key}, {name} ({self.int8_check_clips} mixtures per SNR, "
+                "StreamingEnhancer):\n"
+                + check["table"])
             for line in check["warnings"]:
-                _log("WARNING: " + line)
+                log("WARNING: " + line)
         return result
 
     def _compile_edgetpu(self, path):
-        script = pathlib.Path(__file__).resolve().parents[2] / "edge" / "compile.py"
-        if not shutil.which("edgetpu_compiler") or not script.is_file():
+        """``edgetpu_compiler`` on one int8 file (package code: also from an installed wheel),
+        into ``export/edgetpu/``; only the static check above when the compiler is absent."""
+        from tinyse_tf.export.edgetpu import compile_model, find_compiler
+
+        if find_compiler() is None:
+            log(f"edgetpu_compiler not installed: {path.name} has the static check only "
+                "(docs/EDGETPU.md says how to install the compiler)")
             return
-        proc = subprocess.run([sys.executable, str(script), str(path), "-o",
-                               str(path.parent / "edgetpu")], capture_output=True, text=True)
-        self.edgetpu[path.name]["compiler_exit"] = proc.returncode
-        _log(f"edgetpu_compiler {path.name}: exit {proc.returncode}\n{proc.stdout[-2000:]}")
+        lines = []
+        code = compile_model(path, path.parent / "edgetpu", echo=lines.append, prog="two_step")
+        self.edgetpu[path.name]["compiler_exit"] = code
+        log(f"edgetpu_compiler {path.name}: exit {code}\n" + "\n".join(lines)[-2000:])
 
     # ------------------------------------------------------------------ evaluation
     def _evaluate_one(self, key, row, enhance_fn, metrics=None):
@@ -406,7 +406,7 @@ class Run:
                 noisy = self._noisy_values.get((item["id"], item["snr_label"]))
                 items.append({**item, "enhanced_path": str(enhanced),
                               **({"noisy_values": noisy} if noisy else {})})
-            _log(f"evaluating {row} on {len(items)} files")
+            log(f"evaluating {row} on {len(items)} files")
             records = evaluate_files(items, metrics=metrics or self.cfg.metrics,
                                      progress=bool(self.verbose), pool=self._pool)
             atomic_write_json(eval_path, records)
@@ -466,7 +466,9 @@ class Run:
         return results, files
 
     def metadata(self):
-        from tinyse_tf.models.complexity import MACS_RULE, count_params, macs_per_frame
+        from tinyse_tf.export.complexity import macs_per_frame
+        from tinyse_tf.export.tflite_ops import MACS_RULE
+        from tinyse_tf.models.complexity import count_params
 
         return {"config": dataclasses.asdict(self.cfg), "timings_s": self.timings,
                 "speech_dir": self.speech_dir, "noise_dir": self.noise_dir,
@@ -626,10 +628,10 @@ def open_run(preset, cfg, out, speech_dir=None, noise_dir=None, data_dir=None,
             strategy=strategy, jit=jit, mixed_precision=mixed_precision,
             int8_check_dirs=int8_check_dirs)
     on_off = {True: "on", False: "off"}
-    _log(f"training on {r.speed['device']}: XLA {on_off[r.speed['jit_teacher']]} for the teacher, "
-         f"{on_off[r.speed['jit_student']]} for the PSA-only student, "
-         f"{on_off[r.speed['jit_kd']]} for the KD students; mixed precision "
-         f"{on_off[r.speed['mixed_precision']]}")
+    log(f"training on {r.speed['device']}: XLA {on_off[r.speed['jit_teacher']]} for the teacher, "
+        f"{on_off[r.speed['jit_student']]} for the PSA-only student, "
+        f"{on_off[r.speed['jit_kd']]} for the KD students; mixed precision "
+        f"{on_off[r.speed['mixed_precision']]}")
     r.prepare_data()
     if r.is_chief:
         atomic_write_json(config_path, record)  # only once the data is usable, so a bad path can be fixed
@@ -664,19 +666,19 @@ def run(args):
     if args.stop_after == "teacher":
         if not args.teacher_checkpoint:
             r.train_teacher()
-        _log(f"stopping after the teacher (--stop-after); {out / 'train' / 'teacher'} has its "
-             "history.csv")
+        log(f"stopping after the teacher (--stop-after); {out / 'train' / 'teacher'} has its "
+            "history.csv")
         return None
     models = r.train_all()
     if not r.is_chief:
-        _log("worker done; the chief evaluates and writes the report")
+        log("worker done; the chief evaluates and writes the report")
         return None
     _, files = r.evaluate(models, r.export_all(models))
     total = time.time() - t0
     r.timings["total_s"] = round(total, 1)
     atomic_write_json(out / "timings.json", r.timings)
     print((out / "report" / "report.md").read_text())
-    _log(f"wall time {total / 60:.1f} min; report: {files['markdown']}")
+    log(f"wall time {total / 60:.1f} min; report: {files['markdown']}")
     return files
 
 

@@ -9,7 +9,11 @@ SHA-256 (checked by the tests and by :func:`verify`), and names each model's car
   which halves it to a few MB; they load back as float32);
 * ``int8`` / ``float32``: the exported streaming ``.tflite`` (one 16 ms hop in, one out, state
   inside; run it with :class:`tinyse_tf.runtime.StreamingEnhancer` or ``tinyse enhance``), with
-  its ``.io_contract.json`` beside it.
+  its ``.io_contract.json`` beside it (hashed in ``models.json`` too, under ``io_contract``).
+
+A bare model name (``student``) stands for its float32 streaming file (``HOST_KIND``): on a host
+CPU it runs faster than the int8 file at the same quality (docs/CLI.md has the measurement);
+``student:int8`` is the int8 file, which the Edge TPU and microcontrollers run.
 
 ``recipes/ship_models.py`` writes the folder from a ``--preset release`` recipe run.
 """
@@ -22,7 +26,10 @@ from pathlib import Path
 FOLDER = Path(__file__).resolve().parent
 REGISTRY = FOLDER / "models.json"
 KINDS = ("keras", "int8", "float32")
+#: The model ``tinyse enhance`` uses when given none, and ``pretrained`` loads by default.
 DEFAULT_MODEL = "student"
+#: The kind a bare model name stands for when the model has it: the fastest file on a host CPU.
+HOST_KIND = "float32"
 
 
 def shipped_models() -> dict:
@@ -41,10 +48,12 @@ def _entry(name: str) -> dict:
     return models[name]
 
 
-def pretrained_file(name: str = DEFAULT_MODEL, kind: str = "int8") -> Path:
+def pretrained_file(name: str = DEFAULT_MODEL, kind: str | None = None) -> Path:
     """The path of one shipped file: ``kind`` ``"int8"`` / ``"float32"`` (streaming .tflite,
-    its ``.io_contract.json`` beside it) or ``"keras"`` (the ``.npz`` weights)."""
+    its ``.io_contract.json`` beside it) or ``"keras"`` (the ``.npz`` weights); None: the file
+    the bare name stands for (``HOST_KIND`` if the model has it)."""
     files = _entry(name)["files"]
+    kind = kind or _default_kind(files)
     if kind not in files:
         raise ValueError(f"shipped model {name!r} has no {kind!r} file; it has "
                          f"{', '.join(sorted(files))}")
@@ -52,8 +61,8 @@ def pretrained_file(name: str = DEFAULT_MODEL, kind: str = "int8") -> Path:
 
 
 def _default_kind(files) -> str:
-    """The kind a bare model name stands for: its int8 streaming file, else its weights."""
-    return "int8" if "int8" in files else "keras"
+    """The kind a bare model name stands for: ``HOST_KIND``, else its weights."""
+    return HOST_KIND if HOST_KIND in files else "keras"
 
 
 def model_names() -> list[str]:
@@ -66,11 +75,17 @@ def model_names() -> list[str]:
     return names
 
 
+def is_model_name(value) -> bool:
+    """Whether ``value`` has the form ``NAME[:KIND]`` of a shipped model's name (the kind is not
+    checked: :func:`resolve` does that)."""
+    return str(value).partition(":")[0] in shipped_models()
+
+
 def resolve(value) -> Path | None:
-    """The file of a shipped model named ``NAME[:KIND]`` (``student`` = its int8 streaming file,
-    ``student:float32``, ``student:keras``, ``teacher`` = its Keras weights), after checking its
-    hash; None when ``value`` names no shipped model. ValueError for an unknown kind, OSError for
-    a damaged file."""
+    """The file of a shipped model named ``NAME[:KIND]`` (``student`` = its float32 streaming
+    file, ``student:int8``, ``student:keras``, ``teacher`` = its Keras weights), after checking
+    its hash and its I/O contract's; None when ``value`` names no shipped model. ValueError for an
+    unknown kind, OSError for a damaged file."""
     name, _, kind = str(value).partition(":")
     models = shipped_models()
     if name not in models:
@@ -127,6 +142,21 @@ def file_record(path) -> dict:
             "sha256": hashlib.sha256(path.read_bytes()).hexdigest()}
 
 
+def tflite_record(path) -> dict:
+    """``file_record`` of a streaming ``.tflite`` plus ``"io_contract"``: the ``file_record`` of
+    the ``<stem>.io_contract.json`` beside it (the I/O contract runtimes read)."""
+    path = Path(path)
+    return {**file_record(path),
+            "io_contract": file_record(path.with_name(f"{path.stem}.io_contract.json"))}
+
+
+def _records(record: dict):
+    """A registry record and the records nested in it (the I/O contract of a .tflite)."""
+    yield {k: record[k] for k in ("file", "bytes", "sha256")}
+    if "io_contract" in record:
+        yield record["io_contract"]
+
+
 def verify(name: str | None = None, kinds=KINDS) -> list[str]:
     """Problems (one line each) of the shipped files of ``name`` (all models if None): missing,
     other size or other SHA-256 than ``models.json`` says. Empty when all is well."""
@@ -134,13 +164,14 @@ def verify(name: str | None = None, kinds=KINDS) -> list[str]:
     for model, entry in shipped_models().items():
         if name is not None and model != name:
             continue
-        for kind, record in entry["files"].items():
+        for kind, entry_record in entry["files"].items():
             if kind not in kinds:
                 continue
-            path = FOLDER / record["file"]
-            if not path.exists():
-                problems.append(f"{path}: shipped file missing; reinstall tinyse_tf")
-            elif file_record(path) != record:
-                problems.append(f"{path}: size or SHA-256 differs from models.json; the file "
-                                "is damaged or was replaced: reinstall tinyse_tf")
+            for record in _records(entry_record):
+                path = FOLDER / record["file"]
+                if not path.exists():
+                    problems.append(f"{path}: shipped file missing; reinstall tinyse_tf")
+                elif file_record(path) != record:
+                    problems.append(f"{path}: size or SHA-256 differs from models.json; the "
+                                    "file is damaged or was replaced: reinstall tinyse_tf")
     return problems
