@@ -419,7 +419,7 @@ def _report(start, adapted, files, data: _Data, cfg: AdaptConfig, out: pathlib.P
         f"{report['split']}; {held}. Kept epoch {best['epoch']} (0 = the start). Improvement over "
         f"the noisy input, mean over {cfg.report_clips} mixtures (4 s) per input SNR; the "
         "difference rows: mean ± standard error, paired clip by clip. 'adapted int8' is the "
-        "exported int8 streaming file run frame by frame.", "", *sections, ""]))
+        "exported int8 streaming file run frame by frame.", "", "\n\n".join(sections), ""]))
     atomic_write_json(path, report)
     return report
 
