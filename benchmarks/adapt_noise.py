@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -129,14 +130,18 @@ def main(argv=None):
             "shipped_mean": {str(k): {m: float(np.mean(v[m])) for m in v}
                              for k, v in own["shipped"].items()},
             "others": others,
+            "load_average_after": os.getloadavg(),  # the machine was shared: 1 / 5 / 15 min
         }
         print(row(name, results[name]), flush=True)
-    report = {"machine": machine(), "date": time.strftime("%Y-%m-%d"), "argv": sys.argv[1:],
-              "settings": settings, "clips": args.clips, "noises": results,
-              "summary": summary(results)}
+        report = {"machine": machine(), "date": time.strftime("%Y-%m-%d"), "argv": sys.argv[1:],
+                  "settings": settings, "clips": args.clips, "noises": results,
+                  "summary": summary(results)}
+        if args.json:  # after every noise, so a long run that is stopped keeps what it did
+            emit_json(report, args.json)
     print(table(results), flush=True)
     print(json.dumps(report["summary"], indent=1))
-    emit_json(report, args.json)
+    if not args.json:
+        emit_json(report)
     return report
 
 
