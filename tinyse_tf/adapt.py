@@ -49,7 +49,7 @@ class AdaptConfig:
 
     minutes: float = 4.0  # wall-clock budget of the training stage
     guard: str = "output"
-    gamma: float = 0.5  # KD weight (unused with guard "none")
+    gamma: float = 0.8  # KD weight (unused with guard "none")
     general_share: float = 0.2  # training clips (speech and noise each) from the built-in corpus
     learning_rate: float = 1e-4  # the release schedule's final rate (1e-3 cosine to a tenth)
     batch_size: int = 8
