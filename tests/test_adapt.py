@@ -119,6 +119,9 @@ def test_bad_options_stop_with_one_line(bad_inputs, tmp_path):
 
 def test_api_raises_before_writing(bad_inputs, tmp_path):
     import tinyse_tf
+    import tinyse_tf.adapt  # the submodule, imported first, must not hide the function
+
+    assert callable(tinyse_tf.adapt) and tinyse_tf.adapt.AdaptConfig().guard in tinyse_tf.adapt.GUARDS
 
     with pytest.raises(AudioError, match="broken.wav"):
         tinyse_tf.adapt(bad_inputs / "corrupt", tmp_path / "out", progress=False)

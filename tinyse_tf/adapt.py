@@ -238,6 +238,7 @@ class _Data:
         self.train_noise = [segment_audio(s, audio) for s in self.split.train]
         self.held_out_noise = [segment_audio(s, audio) for s in self.split.held_out]
         self.speech_files = _speech_split(speech) if speech is not None else None
+        log("built-in corpus: finding it (built and prepared once per user, about a minute)")
         builtin = build_corpus(None, seed=cfg.seed, progress=False, **CORPUS_SIZES["default"])
         self.builtin_corpus = builtin
         self.builtin = prepare_corpus(builtin, pathlib.Path(f"{builtin.root}-prepared"),
