@@ -136,11 +136,18 @@ def adapt(noise, out, speech=None, model="student", target="edgetpu", progress=T
                          "cpu_s": round(time.process_time() - sc, 1)}
         return value
 
-    data = stage("data", _Data, noise, speech, cfg, out, log)
+    from tinyse_tf.data.holdout import load_noise
+
+    audio = load_noise(noise)  # before anything is written: a bad file stops the run here
+    record = {"config": dataclasses.asdict(cfg),
+              "noise": {"path": str(pathlib.Path(noise).absolute()),
+                        "files": [[p.name, p.stat().st_size] for p in audio]},
+              "speech": None if speech is None else str(pathlib.Path(speech).absolute())}
+    _check_settings(out / "settings.json", record, write=False)
+    data = stage("data", _Data, audio, speech, cfg, out, log)
+    _check_settings(out / "settings.json", record)  # once the data is usable
     start, start_id = _start_model(model)
-    _check_settings(out, {"config": dataclasses.asdict(cfg), "noise": data.identity,
-                          "speech": None if speech is None else str(pathlib.Path(speech).absolute()),
-                          "model": start_id})
+    _check_settings(out / "start.json", start_id)
     adapted = stage("train", _train, start, data, cfg, out, log, progress)
     files = stage("export", _export, adapted, data, cfg, out, target, log)
     report = stage("report", _report, start, adapted, files, data, cfg, out, log)
@@ -153,18 +160,18 @@ def adapt(noise, out, speech=None, model="student", target="edgetpu", progress=T
 
 
 # --------------------------------------------------------------------------- settings, model
-def _check_settings(out: pathlib.Path, record: dict) -> None:
-    path = out / "settings.json"
+def _check_settings(path: pathlib.Path, record: dict, write: bool = True) -> None:
+    """Refuse (ValueError) an output folder whose ``path`` holds another record; else write it."""
     record = json.loads(json.dumps(record))
     if path.exists():
         previous = json.loads(path.read_text())
         if previous != record:
             keys = sorted(k for k in set(previous) | set(record) if previous.get(k) != record.get(k))
-            raise ValueError(f"{out} holds an adaptation with other settings ({', '.join(keys)} "
-                             f"differ); pass the same options, choose another output folder or "
-                             "delete it")
-        return
-    atomic_write_json(path, record)
+            raise ValueError(f"{path.parent} holds an adaptation with other settings "
+                             f"({', '.join(keys)} differ in {path.name}); pass the same options, "
+                             "choose another output folder or delete it")
+    elif write:
+        atomic_write_json(path, record)
 
 
 def _start_model(model):
@@ -223,16 +230,13 @@ def _copy(model, name):
 
 # --------------------------------------------------------------------------- data
 class _Data:
-    """The user's noise split and prepared, the speech, and the built-in corpus."""
+    """The user's noise (``{path: [n]}``) split and prepared, the speech, the built-in corpus."""
 
-    def __init__(self, noise, speech, cfg: AdaptConfig, out: pathlib.Path, log):
+    def __init__(self, audio, speech, cfg: AdaptConfig, out: pathlib.Path, log):
         from tinyse_tf.data import Corpus, build_corpus, prepare_corpus
         from tinyse_tf.data.builtin import CORPUS_SIZES
-        from tinyse_tf.data.holdout import load_noise, segment_audio, split_noise
+        from tinyse_tf.data.holdout import segment_audio, split_noise
 
-        audio = load_noise(noise)
-        self.identity = {"path": str(pathlib.Path(noise).absolute()),
-                         "files": [[p.name, p.stat().st_size] for p in audio]}
         self.split = split_noise(audio, cfg.holdout_fraction)
         log(self.split.describe())
         self.train_noise = [segment_audio(s, audio) for s in self.split.train]
