@@ -130,6 +130,19 @@ def test_api_raises_before_writing(bad_inputs, tmp_path):
     assert not (tmp_path / "out").exists()
 
 
+def test_start_model_that_cannot_export_is_refused_before_training(bad_inputs, tmp_path):
+    import tinyse_tf
+
+    cln = tinyse_tf.build_cruse("student", norm="cln")
+    with pytest.raises(ValueError, match="int8"):
+        tinyse_tf.adapt(bad_inputs / "corrupt" / "good.wav", tmp_path / "out", model=cln,
+                        progress=False)
+    with pytest.raises(ValueError, match="no such model"):
+        tinyse_tf.adapt(bad_inputs / "corrupt" / "good.wav", tmp_path / "out",
+                        model=tmp_path / "missing.keras", progress=False)
+    assert not (tmp_path / "out").exists()
+
+
 # --------------------------------------------------------------------------- end to end (slow)
 @pytest.fixture(scope="module")
 def adapted(tmp_path_factory):

@@ -144,9 +144,11 @@ def adapt(noise, out, speech=None, model="student", target="edgetpu", progress=T
                         "files": [[p.name, p.stat().st_size] for p in audio]},
               "speech": None if speech is None else str(pathlib.Path(speech).absolute())}
     _check_settings(out / "settings.json", record, write=False)
-    data = stage("data", _Data, audio, speech, cfg, out, log)
-    _check_settings(out / "settings.json", record)  # once the data is usable
     start, start_id = _start_model(model)
+    _config(start)
+    _check_settings(out / "start.json", start_id, write=False)
+    data = stage("data", _Data, audio, speech, cfg, out, log)
+    _check_settings(out / "settings.json", record)  # once the inputs are known to be usable
     _check_settings(out / "start.json", start_id)
     adapted = stage("train", _train, start, data, cfg, out, log, progress)
     files = stage("export", _export, adapted, data, cfg, out, target, log)
@@ -213,9 +215,11 @@ def _weights_sha1(model) -> str:
     return digest.hexdigest()
 
 
-def _copy(model, name):
-    """A float32 copy of a CRUSE ``model`` (same weights), so the start is never modified."""
-    from tinyse_tf.models import build_cruse, config_from_model
+def _config(model):
+    """The CruseConfig of the start; ValueError (one line) if it is not a CRUSE model or its norm
+    does not export to int8 (checked before training, not after)."""
+    from tinyse_tf.models import config_from_model
+    from tinyse_tf.models.config import check_int8_exportable
 
     try:
         cfg = config_from_model(model)
@@ -223,7 +227,15 @@ def _copy(model, name):
         raise ValueError(f"model {model.name!r} is not a tinyse_tf CRUSE model "
                          f"({type(err).__name__}); give one built with tinyse_tf.build_cruse") \
             from None
-    clone = build_cruse(cfg, name=name)
+    check_int8_exportable(cfg)
+    return cfg
+
+
+def _copy(model, name):
+    """A float32 copy of a CRUSE ``model`` (same weights), so the start is never modified."""
+    from tinyse_tf.models import build_cruse
+
+    clone = build_cruse(_config(model), name=name)
     clone.set_weights(model.get_weights())
     return clone
 
