@@ -130,6 +130,7 @@ def test_api_raises_before_writing(bad_inputs, tmp_path):
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.slow  # TensorFlow and a model build: seconds idle, a minute on a loaded machine
 def test_start_model_that_cannot_export_is_refused_before_training(bad_inputs, tmp_path):
     import tinyse_tf
 

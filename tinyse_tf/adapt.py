@@ -136,9 +136,12 @@ def adapt(noise, out, speech=None, model="student", target="edgetpu", progress=T
                          "cpu_s": round(time.process_time() - sc, 1)}
         return value
 
-    from tinyse_tf.data.holdout import load_noise
+    from tinyse_tf.data.holdout import load_noise, split_noise
 
-    audio = load_noise(noise)  # before anything is written: a bad file stops the run here
+    # Before anything is written or TensorFlow imported: a bad or too short noise stops here.
+    audio = load_noise(noise)
+    split = split_noise(audio, cfg.holdout_fraction)
+    speech_files = _speech_split(speech) if speech is not None else None
     record = {"config": dataclasses.asdict(cfg),
               "noise": {"path": str(pathlib.Path(noise).absolute()),
                         "files": [[p.name, p.stat().st_size] for p in audio]},
@@ -147,7 +150,7 @@ def adapt(noise, out, speech=None, model="student", target="edgetpu", progress=T
     start, start_id = _start_model(model)
     _config(start)
     _check_settings(out / "start.json", start_id, write=False)
-    data = stage("data", _Data, audio, speech, cfg, out, log)
+    data = stage("data", _Data, audio, split, speech_files, cfg, out, log)
     _check_settings(out / "settings.json", record)  # once the inputs are known to be usable
     _check_settings(out / "start.json", start_id)
     adapted = stage("train", _train, start, data, cfg, out, log, progress)
@@ -242,18 +245,19 @@ def _copy(model, name):
 
 # --------------------------------------------------------------------------- data
 class _Data:
-    """The user's noise (``{path: [n]}``) split and prepared, the speech, the built-in corpus."""
+    """The user's noise (``{path: [n]}`` and its ``NoiseSplit``) and speech files prepared, and
+    the built-in corpus."""
 
-    def __init__(self, audio, speech, cfg: AdaptConfig, out: pathlib.Path, log):
+    def __init__(self, audio, split, speech_files, cfg: AdaptConfig, out: pathlib.Path, log):
         from tinyse_tf.data import Corpus, build_corpus, prepare_corpus
         from tinyse_tf.data.builtin import CORPUS_SIZES
-        from tinyse_tf.data.holdout import segment_audio, split_noise
+        from tinyse_tf.data.holdout import segment_audio
 
-        self.split = split_noise(audio, cfg.holdout_fraction)
+        self.split = split
         log(self.split.describe())
         self.train_noise = [segment_audio(s, audio) for s in self.split.train]
         self.held_out_noise = [segment_audio(s, audio) for s in self.split.held_out]
-        self.speech_files = _speech_split(speech) if speech is not None else None
+        self.speech_files = speech_files  # {"train", "valid"} of a speech folder, or None
         log("built-in corpus: finding it (built and prepared once per user, about a minute)")
         builtin = build_corpus(None, seed=cfg.seed, progress=False, **CORPUS_SIZES["default"])
         self.builtin_corpus = builtin
