@@ -108,7 +108,7 @@ def main(argv=None):
         run = tinyse_tf.adapt(folder / "noise", folder / tag, speech=args.adapt_speech, **settings)
         adapted = keras.models.load_model(run.model, compile=False)
         timings = json.loads((run.out / "timings.json").read_text())
-        own_enhancers = {"adapted": lambda a: enhance(adapted, a),
+        own_enhancers = {"adapted": lambda a, m=adapted: enhance(m, a),
                          "adapted int8": StreamingEnhancer(run.files["int8_ptq"]).enhance}
         if name not in shipped_own:
             shipped_own[name] = score_enhancers({"shipped": base}, sets[name], OWN_METRICS)

@@ -453,4 +453,4 @@ class _CallableModule(types.ModuleType):
 
 
 sys.modules[__name__].__class__ = _CallableModule
-__all__ = ["adapt", "AdaptConfig", "AdaptResult", "GUARDS", "TARGETS"]
+__all__ = ["GUARDS", "TARGETS", "AdaptConfig", "AdaptResult", "adapt"]

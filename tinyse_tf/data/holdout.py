@@ -97,7 +97,7 @@ def split_noise(audio: dict, fraction: float = 0.25) -> NoiseSplit:
     min_part = int(MIN_PART_SECONDS * SAMPLE_RATE)
     for path in files:
         n = len(audio[path])
-        cut = int(round(n * (1.0 - fraction)))
+        cut = round(n * (1.0 - fraction))
         if n - cut < min_part or cut < min_part:  # too short to cut: whole file to training
             train.append(Segment(Path(path), 0, n))
             continue
