@@ -155,7 +155,7 @@ def adapted(tmp_path_factory):
     sf.write(root / "noise" / "fan.wav", noise(9.0, rate=44100, channels=2), 44100)
     out = root / "out"
     args = [sys.executable, "-m", "tinyse_tf.cli", "adapt", "--noise", root / "noise", "-o", out,
-            "--minutes", "0.4", "--target", "micro"]
+            "--minutes", "1.0", "--target", "micro"]  # epoch 2 still training when interrupted
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     with subprocess.Popen(list(map(str, args)), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                           text=True, env=env) as proc:
