@@ -147,7 +147,7 @@ def test_start_model_that_cannot_export_is_refused_before_training(bad_inputs, t
 # --------------------------------------------------------------------------- end to end (slow)
 @pytest.fixture(scope="module")
 def adapted(tmp_path_factory):
-    """One adaptation through the command line, killed (SIGINT) after its first checkpoint and
+    """One adaptation through the command line, killed (SIGKILL) after its first checkpoint and
     then rerun: ``{"out", "noise", "first", "second"}`` (stdout of both invocations)."""
     root = tmp_path_factory.mktemp("adapt_e2e")
     (root / "noise").mkdir()
@@ -163,9 +163,11 @@ def adapted(tmp_path_factory):
         deadline = time.time() + 600
         while not checkpoint.exists() and proc.poll() is None and time.time() < deadline:
             time.sleep(0.5)
-        proc.send_signal(signal.SIGINT)
+        # SIGKILL: a crash or a power cut. (SIGINT was not always delivered as
+        # KeyboardInterrupt on a loaded machine: 2 of 4 runs then trained on to the end.)
+        proc.kill()
         first, err = proc.communicate(timeout=300)
-    assert proc.returncode == 130, err
+    assert proc.returncode == -signal.SIGKILL, (first[-1500:], err[-500:])
     assert not (out / "adapted.keras").exists()
     second = tinyse(*args[3:], timeout=900)
     assert second.returncode == 0, second.stderr
