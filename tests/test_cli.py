@@ -116,7 +116,7 @@ def wrong_int8_tflite(tmp_path_factory):
 def test_help_lists_commands_and_exit_codes_without_tensorflow():
     proc = tinyse("--help")
     assert proc.returncode == 0
-    for cmd in ("enhance", "evaluate", "export", "edgetpu-check", "info", "train"):
+    for cmd in ("adapt", "enhance", "evaluate", "export", "edgetpu-check", "info", "train"):
         assert cmd in proc.stdout
     assert "exit status" in proc.stdout and "130" in proc.stdout
     code = ("import sys; from tinyse_tf.cli import build_parser; build_parser(); "
@@ -124,7 +124,7 @@ def test_help_lists_commands_and_exit_codes_without_tensorflow():
     assert subprocess.run([sys.executable, "-c", code], env=ENV).returncode == 0
 
 
-@pytest.mark.parametrize("cmd,needle", [("enhance", "--overwrite"), ("evaluate", "--noisy"),
+@pytest.mark.parametrize("cmd,needle", [("adapt", "--noise"), ("enhance", "--overwrite"), ("evaluate", "--noisy"),
                                         ("export", "--representative"), ("info", "--frames"),
                                         ("edgetpu-check", "--json"), ("train", "--preset")])
 def test_every_command_has_help(cmd, needle):

@@ -23,6 +23,8 @@ Public API (each name's docstring states its shapes):
 * shipped models (``tinyse_tf.shipped``, cards in docs/models/): ``pretrained("student" |
   "teacher")`` (a Keras model, features [b, t, 80, 1] -> mask [b, t, 80, 1]),
   ``pretrained_file(name, "int8" | "float32" | "keras")`` (the streaming .tflite or weights)
+* adaptation: ``adapt(noise, out)`` fine-tunes a model (default the shipped student) to the
+  noise of a folder for a wall-clock budget and exports it (``tinyse adapt``, docs/ADAPT.md)
 * microcontrollers (``tinyse_tf.export.micro``, needs the ``micro`` extra): ``export_micro``
   (C array + header, TFLM op resolver, front-end tables, ``<name>_micro.json``),
   ``MicroFrameModel`` (an int8 file in the TFLite Micro interpreter), ``compare_with_litert``
@@ -35,6 +37,7 @@ os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 __version__ = "0.1.0"
 
 _LAZY = {
+    "adapt": "tinyse_tf.adapt",
     "Distiller": "tinyse_tf.distill",
     "PhaseSwitch": "tinyse_tf.distill",
     "stft": "tinyse_tf.features",

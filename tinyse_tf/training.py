@@ -117,6 +117,28 @@ class KeepBest(keras.callbacks.Callback):
             atomic_write_json(self.record_path, self.best)
 
 
+class WallBudget(keras.callbacks.Callback):
+    """Ends training once the stage's wall time (``wall_hours`` of :class:`CpuClock`, summed over
+    resumed invocations) would pass ``seconds`` by the end of another epoch as long as the
+    last one; ``budget.exhausted`` tells whether it did. Put it after ``CpuClock`` (as
+    :func:`fit_resumable` does with its ``callbacks``)."""
+
+    def __init__(self, seconds, log=print):
+        super().__init__()
+        self.seconds, self.log, self.exhausted = float(seconds), log, False
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.start = time.time()
+
+    def on_epoch_end(self, epoch, logs=None):
+        used = float((logs or {}).get("wall_hours", 0.0)) * 3600
+        if used + (time.time() - self.start) > self.seconds:
+            self.exhausted = True
+            self.model.stop_training = True
+            self.log(f"wall-time budget reached after epoch {epoch + 1}: {used:.0f} s of "
+                     f"{self.seconds:.0f} s")
+
+
 def _restore(checkpoint, manager, log):
     """Restore the newest checkpoint that reads back; returns the epoch it ended (0 if none)."""
     for path in reversed(manager.checkpoints):

@@ -25,6 +25,7 @@ __all__ = ["main", "build_parser", "EXIT_CODES"]
 
 #: Command name -> module with ``add_parser(sub)``.
 COMMANDS = {
+    "adapt": "tinyse_tf.cli.adapt",
     "enhance": "tinyse_tf.cli.enhance",
     "evaluate": "tinyse_tf.cli.evaluate",
     "export": "tinyse_tf.cli.export",
@@ -66,7 +67,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=EXIT_CODES)
     parser.add_argument("--version", action="version", version=f"tinyse {_version()}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", title="commands")
-    for name in ("enhance", "evaluate", "export", "edgetpu-check", "info", "prepare-data",
+    for name in ("adapt", "enhance", "evaluate", "export", "edgetpu-check", "info", "prepare-data",
                  "train"):
         if name in FORWARDED:  # listed in the help; parsed by the target itself (see main)
             sub.add_parser(name, add_help=False, help=FORWARDED[name][1])
