@@ -39,7 +39,10 @@ def read_curve(path) -> dict:
 
 
 def best_within(curve, budget):
-    """Best validation SI-SDR among the epochs that ended within ``budget`` CPU hours."""
+    """Best validation SI-SDR among the epochs that ended within ``budget`` CPU hours; None
+    when the curve has not reached the budget yet (or has no epoch within it)."""
+    if curve["cpu_hours"][-1] < budget:
+        return None
     values = [v for v, h in zip(curve["val_si_sdr"], curve["cpu_hours"]) if h <= budget]
     return max(values) if values else None
 
@@ -56,7 +59,7 @@ def table(curves, budgets) -> str:
     return "\n".join(lines)
 
 
-def plot(curves, path):
+def plot(curves, path, levels=()):
     import matplotlib
 
     matplotlib.use("Agg")
@@ -65,6 +68,8 @@ def plot(curves, path):
     fig, ax = plt.subplots(figsize=(6, 4))
     for name, c in curves.items():
         ax.plot(c["cpu_hours"], c["val_si_sdr"], marker=".", label=name)
+    for (label, value), style in zip(levels, ("--", ":", "-.")):
+        ax.axhline(value, color="gray", linestyle=style, label=label)
     ax.set_xlabel("CPU hours (process time, all threads)")
     ax.set_ylabel("validation SI-SDR (dB)")
     ax.grid(alpha=0.3)
@@ -80,6 +85,9 @@ def main(argv=None):
     p.add_argument("stages", nargs="+", help="[LABEL=]stage folder or history.csv")
     p.add_argument("--budgets", type=float, nargs="+", default=[0.25, 0.5, 1.0, 2.0])
     p.add_argument("--png", help="write the plot here")
+    p.add_argument("--level", action="append", default=[], metavar="LABEL=DB",
+                   help="draw a horizontal line, e.g. another model's validation SI-SDR on the "
+                        "same stream (benchmarks/validation_score.py); repeatable")
     p.add_argument("--json", help="write the curves here instead of stdout")
     args = p.parse_args(argv)
     curves = {}
@@ -88,8 +96,15 @@ def main(argv=None):
         stage = Path(path) if Path(path).is_dir() else Path(path).parent  # <run>/train/<stage>
         curves[label or f"{stage.parent.parent.name}/{stage.name}"] = read_curve(path)
     print(table(curves, args.budgets))
+    levels = []
+    for item in args.level:
+        label, _, value = item.rpartition("=")
+        try:
+            levels.append((label, float(value)))
+        except ValueError:
+            p.error(f"--level {item}: give LABEL=DB, e.g. 'shipped student=7.95'")
     if args.png:
-        plot(curves, args.png)
+        plot(curves, args.png, levels)
     emit_json({"curves": curves}, args.json)
     return 0
 
