@@ -24,7 +24,7 @@ LAYERS = (
     ("training", ("tinyse_tf.distill", "tinyse_tf.training")),
     ("runtime and evaluation", ("tinyse_tf.runtime", "tinyse_tf.evaluation")),
     ("export and shipped models", ("tinyse_tf.export", "tinyse_tf.shipped")),
-    ("recipe", ("tinyse_tf.recipe",)),
+    ("recipe and adaptation", ("tinyse_tf.recipe", "tinyse_tf.adapt")),
     ("cli", ("tinyse_tf.cli",)),
 )
 
