@@ -249,8 +249,8 @@ def main(argv=None):
     from tinyse_tf.export.fidelity import mixtures_by_snr
 
     try:  # the peers first: without them there is nothing to compare with
-        enhancers = {CLASSICAL: log_mmse(), GTCRN: peers.gtcrn(args.peers),
-                     DTLN: peers.dtln(args.peers)}
+        found = {GTCRN: peers.gtcrn(args.peers), DTLN: peers.dtln(args.peers)}
+        enhancers = {CLASSICAL: log_mmse(), **found}
         costs = {GTCRN: peers.gtcrn_cost(args.peers), DTLN: peers.dtln_cost(args.peers)}
         checks = {GTCRN: peers.check(args.peers, "gtcrn", enhancers[GTCRN]),
                   DTLN: peers.check(args.peers, "dtln", enhancers[DTLN])}

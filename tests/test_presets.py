@@ -96,7 +96,7 @@ def _capture(monkeypatch, cfg, tmp_path, method, speed=None, teacher=object(), s
     monkeypatch.setattr(tinyse_tf.training, "fit_resumable", fake_fit)
     run = Run(cfg, tmp_path, verbose=0)
     run.speed.update(speed or {})
-    run._dataset = lambda *args, **kw: seen.setdefault("datasets", []).append(kw)  # no corpus
+    run.dataset = lambda *args, **kw: seen.setdefault("datasets", []).append(kw)  # no corpus
     with pytest.raises(_Stop):
         run.train_student(stage or method, method, lambda: None, teacher=teacher, **kwargs)
     return seen
