@@ -217,6 +217,7 @@ _MIRRORED = textwrap.dedent("""
 """)
 
 
+@pytest.mark.slow  # a subprocess with two virtual devices, ~30 s: see tests/test_distribute.py
 def test_mirrored_strategy_two_devices_matches_one():
     """Supervised steps: the loss is a mean over examples, so 2 replicas x 4 == 1 x 8."""
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
