@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-SAMPLE_RATE = 16000  # both peers run at 16 kHz only
+PEER_RATE = 16000  # both peers run at 16 kHz only (as ours: tinyse_tf.constants.SAMPLE_RATE)
 
 
 class PeerMissing(FileNotFoundError):
@@ -188,7 +188,7 @@ def gtcrn_cost(folder) -> dict:
             x, w, r = (shapes[n] for n in node.input[:3])  # X [seq, batch, in], W [dirs, 3h, in]
             macs["GRU"] += x[0] * x[1] * w[0] * w[1] * (w[2] + r[2])
     floats = sum(v.size for v in inits.values() if v.dtype.kind == "f")
-    per_second = SAMPLE_RATE / GTCRN_HOP
+    per_second = PEER_RATE / GTCRN_HOP
     return {"weights": int(floats), "macs_per_s": int(sum(macs.values()) * per_second),
             "macs_by_op": {k: int(v * per_second) for k, v in sorted(macs.items())}}
 
@@ -204,7 +204,7 @@ def tflite_cost(paths, hop: int) -> dict:
         weights += sum(int(np.prod(t.shape)) for t in sg.tensors
                        if t.is_constant and t.dtype in ("FLOAT32", "INT8", "FLOAT16"))
         macs.update(weight_macs(Path(path).read_bytes()))
-    per_second = SAMPLE_RATE / hop
+    per_second = PEER_RATE / hop
     return {"weights": int(weights), "macs_per_s": int(sum(macs.values()) * per_second),
             "macs_by_op": {k: int(v * per_second) for k, v in sorted(macs.items())}}
 
