@@ -7,13 +7,18 @@ Each argument is a stage folder of a recipe run (``<run>/train/<stage>``) or its
 ``history.csv``, written by ``tinyse_tf.training.fit_resumable``: per epoch the validation
 SI-SDR of the enhanced validation batches (``val_si_sdr``, dB) and the stage's cumulative
 process CPU time and wall time (``cpu_hours``, ``wall_hours``; summed over resumed
-invocations). Label a curve with ``LABEL=PATH``. Prints a markdown table of the best validation
+invocations). An epoch that took more than ``RESUME_FACTOR`` times the stage's median CPU time
+is where a run resumed (restoring, compiling, and reaching its data position): the curve counts
+it at the median and reports the rest as ``resume_overhead_hours``, so how often a run was
+interrupted does not move its curve (``cpu_hours_raw`` keeps the clock). Label a curve with
+``LABEL=PATH``. Prints a markdown table of the best validation
 SI-SDR reached within CPU-hour budgets (``--budgets``), writes the curves as JSON and a plot.
 """
 from __future__ import annotations
 
 import argparse
 import csv
+import statistics
 import sys
 from pathlib import Path
 
@@ -35,7 +40,26 @@ def read_curve(path) -> dict:
     if not rows or any(k not in rows[0] for k in keys):
         raise SystemExit(f"learning_curve.py: error: {path}: needs columns {', '.join(keys)} "
                          "(written by this version of the recipe, with validation data)")
-    return {k: [float(r[k]) for r in rows] for k in keys}
+    curve = {k: [float(r[k]) for r in rows] for k in keys}
+    curve["cpu_hours_raw"] = curve["cpu_hours"]
+    curve["cpu_hours"], curve["resume_overhead_hours"] = without_resume_overhead(curve["cpu_hours"])
+    return curve
+
+
+RESUME_FACTOR = 3.0
+
+
+def without_resume_overhead(cpu_hours):
+    """``(cumulative CPU hours with each resumed epoch counted at the median epoch, hours
+    removed)``; see the module docstring."""
+    steps = [b - a for a, b in zip([0.0, *cpu_hours], cpu_hours)]
+    median = statistics.median(steps)
+    kept = [min(s, median) if s > RESUME_FACTOR * median else s for s in steps]
+    total, cumulative = 0.0, []
+    for s in kept:
+        total += s
+        cumulative.append(total)
+    return cumulative, sum(steps) - sum(kept)
 
 
 def best_within(curve, budget):
@@ -48,11 +72,12 @@ def best_within(curve, budget):
 
 
 def table(curves, budgets) -> str:
-    head = ["stage", "epochs", "CPU h", "wall h", "best val SI-SDR"] + [
+    head = ["stage", "epochs", "CPU h", "resume overhead h", "wall h", "best val SI-SDR"] + [
         f"best by {b:g} CPU h" for b in budgets]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for name, c in curves.items():
-        cells = [f"{len(c['epoch'])}", f"{c['cpu_hours'][-1]:.2f}", f"{c['wall_hours'][-1]:.2f}",
+        cells = [f"{len(c['epoch'])}", f"{c['cpu_hours'][-1]:.2f}",
+                 f"{c['resume_overhead_hours']:.2f}", f"{c['wall_hours'][-1]:.2f}",
                  f"{max(c['val_si_sdr']):.2f} dB"]
         cells += ["-" if (v := best_within(c, b)) is None else f"{v:.2f}" for b in budgets]
         lines.append("| " + " | ".join([name, *cells]) + " |")

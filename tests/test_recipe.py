@@ -144,6 +144,57 @@ def test_stop_after_teacher_trains_the_chosen_teacher_only(tmp_path):
     assert {"cpu_hours", "wall_hours", "val_si_sdr"} <= set(header.split(","))
 
 
+def _teacher_weights(smoke_run, path):
+    """The smoke run's teacher saved as stage weights (.h5), as ``train/teacher/best.h5`` is."""
+    import tinyse_tf.models  # noqa: F401  registers the custom layers .keras files name
+    from tinyse_tf._tf import keras
+
+    _, out, _ = smoke_run
+    keras.models.load_model(out / "models" / "teacher.keras").save_weights(path)
+    return path
+
+
+def test_kd_probe_trains_the_chosen_students_from_teacher_weights(smoke_run, tmp_path):
+    base, _, _ = smoke_run
+    out = tmp_path / "probe"
+    weights = _teacher_weights(smoke_run, tmp_path / "best.h5")
+    proc = _recipe("--preset", "smoke", "--out", str(out), "--data-dir", str(base / "data"),
+                   "--teacher-checkpoint", str(weights), "--students", "two_step",
+                   "--student-epochs", "3", "--step1-epochs", "1", "--stop-after", "students",
+                   "--quiet")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert f"teacher: reusing {weights}" in proc.stdout
+    assert sorted(p.name for p in (out / "models").iterdir()) == ["student_init.h5",
+                                                                  "two_step.keras"]
+    rows = (out / "train" / "two_step" / "history.csv").read_text().splitlines()[1:]
+    assert len(rows) == 3
+    assert not (out / "report").exists()
+
+
+def test_same_folder_relative_or_absolute_or_other_students_is_the_same_run(
+        smoke_run, tmp_path, capsys, monkeypatch):
+    from tinyse_tf.recipe.two_step import main
+
+    base, _, _ = smoke_run
+    _teacher_weights(smoke_run, tmp_path / "best.h5")
+    monkeypatch.chdir(tmp_path)
+    common = ["--preset", "smoke", "--out", "run", "--data-dir", str(base / "data"),
+              "--stop-after", "teacher", "--quiet"]
+    assert main([*common, "--teacher-checkpoint", "best.h5"]) == 0
+    assert main([*common, "--teacher-checkpoint", str(tmp_path / "best.h5")]) == 0
+    # Other students add or leave out stages: the same run too.
+    assert main([*common, "--teacher-checkpoint", "best.h5",
+                 "--students", "baseline,two_step"]) == 0
+    assert "another configuration" not in capsys.readouterr().err
+
+
+def test_report_without_baseline_or_two_step_is_refused(tmp_path, capsys):
+    code, line = _recipe_in_process(capsys, "--preset", "smoke", "--out", str(tmp_path / "o"),
+                                    "--students", "baseline,one_step")
+    assert code == 2
+    assert line.startswith("two_step.py: error: --students baseline,one_step: the report")
+
+
 def test_rerun_skips_finished_stages(smoke_run):
     base, out, _ = smoke_run
     proc = _recipe("--preset", "smoke", "--out", str(out), "--data-dir", str(base / "data"),
@@ -185,9 +236,11 @@ def test_changed_config_in_same_folder_is_refused(smoke_run, flags, capsys):
 
 
 @pytest.mark.parametrize("flags,start", [(("--kd-layers", "enc_9"), "kd_layers must"),
-                                         (("--int8", "ptq,int4"), "int8 must")])
+                                         (("--int8", "ptq,int4"), "int8 must"),
+                                         (("--students", "baseline,three_step"),
+                                          "students must")])
 def test_bad_recipe_option_gives_one_line(tmp_path, flags, start, capsys):
-    if flags[0] == "--int8":
+    if flags[0] != "--kd-layers":
         code, line = _recipe_in_process(capsys, "--preset", "smoke", "--out",
                                         str(tmp_path / "o"), *flags)
     else:  # as a user runs it

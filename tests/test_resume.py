@@ -36,7 +36,7 @@ _TRAIN = textwrap.dedent("""
 
     d = Distiller(build_cruse("student_30k", seed=1), build_cruse("student", seed=2), gamma=1.0)
     d.compile(optimizer=keras.optimizers.Adam(1e-3))
-    make = lambda: tf.data.Dataset.range(10**6).map(batch)
+    make = lambda start: tf.data.Dataset.range(start, 10**6).map(batch)
     fit_resumable(d, make, epochs=4, steps_per_epoch=3, workdir=workdir,
                   callbacks=[PhaseSwitch(2, verbose=0), Slow()], verbose=0)
     w = d.student.get_weights()

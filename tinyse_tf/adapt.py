@@ -277,7 +277,7 @@ class _Data:
         source = self.user if self.speech_files else self.builtin
         return source.split(split)[0]
 
-    def dataset(self, split, cfg: AdaptConfig, seed_offset: int):
+    def dataset(self, split, cfg: AdaptConfig, seed_offset: int, start_batch: int = 0):
         """Training stream (``general_share`` from the built-in corpus) or the validation set
         (held-out noise, half the clips' noise built-in: selection must not forget)."""
         from tinyse_tf.data import mixture_dataset
@@ -287,7 +287,8 @@ class _Data:
             else None
         return mixture_dataset(self.speech(split), self.user.split(split)[1],
                                clip_seconds=cfg.clip_seconds, batch_size=cfg.batch_size,
-                               snr_range=cfg.snr_range, seed=cfg.seed + seed_offset, extra=extra)
+                               snr_range=cfg.snr_range, seed=cfg.seed + seed_offset, extra=extra,
+                               start_batch=start_batch)
 
     def report_speech(self):
         """Speech files of the report's held-out-noise mixtures: the given folder's held-out
@@ -358,7 +359,7 @@ def _train(start, data: _Data, cfg: AdaptConfig, out: pathlib.Path, log, progres
     budget = WallBudget(cfg.minutes * 60, log=log)
     log(f"fine-tuning for {cfg.minutes:g} min (guard {cfg.guard}, gamma {cfg.gamma:g}, "
         f"{cfg.general_share:.0%} built-in clips, Adam {cfg.learning_rate:g})")
-    fit_resumable(distiller, lambda: data.dataset("train", cfg, 0), epochs=100_000,
+    fit_resumable(distiller, lambda start: data.dataset("train", cfg, 0, start), epochs=100_000,
                   steps_per_epoch=cfg.steps_per_epoch, workdir=workdir, callbacks=[budget, keep],
                   validation_data=valid, validation_steps=cfg.validation_steps,
                   verbose=2 if progress else 0, log=log)

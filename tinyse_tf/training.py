@@ -157,9 +157,11 @@ def fit_resumable(distiller, make_dataset, epochs, steps_per_epoch, workdir, cal
 
     Args:
         distiller: a compiled ``tinyse_tf.Distiller``.
-        make_dataset: zero-argument callable returning the (repeating, seeded) training dataset
-            of ``(noisy, clean)`` batches; on resume its first ``done * steps_per_epoch``
-            batches are skipped, so the data position continues.
+        make_dataset: ``make_dataset(start)`` returns the (repeating, seeded) training dataset
+            of ``(noisy, clean)`` batches from batch ``start`` on: 0 on a fresh start,
+            ``done * steps_per_epoch`` on resume, so the data position continues (e.g.
+            ``mixture_dataset(..., start_batch=start)``, which does not mix the batches it
+            passes over; ``ds.skip(start)`` works for any dataset).
         epochs, steps_per_epoch: total epochs of the stage and batches per epoch.
         workdir: stage folder; holds ``ckpt/`` (two newest kept), ``tensorboard/`` and
             ``history.csv``.
@@ -183,7 +185,7 @@ def fit_resumable(distiller, make_dataset, epochs, steps_per_epoch, workdir, cal
         return None
     if done:
         log(f"resuming {workdir.name} after epoch {done}/{epochs}")
-    dataset = make_dataset().skip(done * steps_per_epoch)
+    dataset = make_dataset(done * steps_per_epoch)
     # The clock first, so the CSV logger (and KeepBest) see its columns.
     cbs = [CpuClock(workdir, done, write=worker is None), *callbacks,
            _EpochCheckpoint(manager, epoch_var),

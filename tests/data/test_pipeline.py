@@ -62,6 +62,26 @@ def test_same_seed_same_batches_whatever_the_global_seed(tiny_prepared):
     assert not np.array_equal(a[0][0], c[0][0])
 
 
+def test_start_batch_gives_the_skipped_stream(tiny_prepared):
+    """A resumed run starts the stream at a batch: the batches must be those of the whole stream
+    (speech and noise order, extra-source draws, augmentation and mixing seeds)."""
+    from tinyse_tf.data.augment import Augmentation
+
+    speech, noise = tiny_prepared.split("train")
+
+    def stream(start):
+        return mixture_dataset(speech, noise, clip_seconds=0.5, batch_size=4, seed=3,
+                               extra=(speech, noise, 0.5), start_batch=start,
+                               augmentation=Augmentation(eq_prob=0.5, bandlimit_prob=0.5))
+
+    whole = _batches(stream(0), 7)
+    for (a, b), (c, d) in zip(whole[4:], _batches(stream(4), 3)):
+        np.testing.assert_array_equal(a, c)
+        np.testing.assert_array_equal(b, d)
+    with pytest.raises(ValueError, match="start_batch"):
+        stream(-1)
+
+
 def test_every_utterance_once_per_pass_and_passes_differ(tagged):
     speech, noise = tagged.split("train")
     assert len(speech.files) == 4 and speech.utterances == 12

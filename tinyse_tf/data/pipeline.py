@@ -28,7 +28,7 @@ NOISE_USES = 4
 def mixture_dataset(speech: Shards, noise: Shards, clip_seconds: float = 2.0,
                     batch_size: int = 16, snr_range=(-5.0, 15.0), level_range_db=(-35.0, -15.0),
                     seed: int = 0, repeat: bool = True, input_context=None, extra=None,
-                    augmentation=None, snr_measure: str = "energy"):
+                    augmentation=None, snr_measure: str = "energy", start_batch: int = 0):
     """Batches of ``(noisy, clean)`` mixed on the fly from prepared shards.
 
     Each example: the next speech utterance of the stream (each once per pass), a random crop
@@ -61,6 +61,9 @@ def mixture_dataset(speech: Shards, noise: Shards, clip_seconds: float = 2.0,
             band-limiting) applied to each batch before mixing; the clean output is then the
             early-reverberation target. Endless streams only (a validation set stays clean).
         snr_measure: ``"energy"`` (default) or ``"loudness"`` (:func:`~tinyse_tf.data.mix_tf`).
+        start_batch: begin at this batch of the stream (a resumed training run): the same
+            batches as ``.skip(start_batch)``, but the skipped ones are only cut, never mixed or
+            augmented, which is most of a batch's cost.
 
     Returns:
         ``tf.data.Dataset`` of ``(noisy, clean)``, each float32 ``[batch, clip_samples]`` with
@@ -130,8 +133,10 @@ def mixture_dataset(speech: Shards, noise: Shards, clip_seconds: float = 2.0,
         return tf.data.Dataset.choose_from_datasets([clips, others], choose)
 
     clips = tf.data.Dataset.zip((stream(1, "speech", speech), stream(2, "noise", noise)))
-    batches = clips.batch(batch_size, drop_remainder=repeat)
-    ds = tf.data.Dataset.zip((tf.data.Dataset.counter(), batches)).map(
+    if start_batch < 0:
+        raise ValueError(f"start_batch must be >= 0, got {start_batch}")
+    batches = clips.batch(batch_size, drop_remainder=repeat).skip(start_batch)
+    ds = tf.data.Dataset.zip((tf.data.Dataset.counter(start_batch), batches)).map(
         lambda index, pair: mix(index, *pair), num_parallel_calls=tf.data.AUTOTUNE,
         deterministic=True).prefetch(tf.data.AUTOTUNE)
     if input_context is not None:

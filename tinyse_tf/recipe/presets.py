@@ -4,6 +4,7 @@ import dataclasses
 from tinyse_tf.data.mixing import SNR_MEASURES  # numpy only: no TensorFlow import here
 
 
+STUDENT_METHODS = ("baseline", "one_step", "two_step")  # the recipe's students, in training order
 INT8_KINDS = ("ptq", "qat")  # post-training quantization, quantization-aware fine-tuning
 LR_SCHEDULES = ("constant", "cosine")
 KEEP_CHOICES = ("last", "best")
@@ -35,6 +36,10 @@ class RecipeConfig:
     student_epochs: int = 8
     step1_epochs: int = 2
     one_step_gamma: float = 0.5
+    # Which of STUDENT_METHODS to train; the report and export need "baseline" and "two_step"
+    # (a KD probe may train fewer and stop after the students). It adds or leaves out stages
+    # without changing any, so a run folder may be continued with other students.
+    students: tuple = STUDENT_METHODS
     kd_granularity: str = "tf"
     # KD loss options (docs/DESIGN.md, B.4-B.7), passed to Distiller / similarity_kd_loss:
     kd_reduction: str = "mean"  # "mean" over bins and entries, or "sum": the literal (1/b^2)·Σ
@@ -68,6 +73,12 @@ class RecipeConfig:
         if not 0 < self.step1_epochs < self.student_epochs:
             raise ValueError(f"step1_epochs must lie in (0, student_epochs={self.student_epochs}), "
                              f"got {self.step1_epochs}")
+        students = (self.students,) if isinstance(self.students, str) else tuple(self.students)
+        if not students or any(m not in STUDENT_METHODS for m in students) \
+                or len(set(students)) != len(students):
+            raise ValueError(f"students must be distinct names from {', '.join(STUDENT_METHODS)}; "
+                             f"got {', '.join(map(str, students)) or 'none'}")
+        object.__setattr__(self, "students", tuple(m for m in STUDENT_METHODS if m in students))
         for field in ("batch_size", "steps_per_epoch", "teacher_epochs", "test_clips"):
             if getattr(self, field) <= 0:
                 raise ValueError(f"{field} must be positive, got {getattr(self, field)}")
@@ -126,7 +137,7 @@ class RecipeConfig:
 LEGACY_VALUES = {"kd_reduction": "mean", "kd_normalize": True, "kd_layers": (),
                  "reset_optimizer": False, "builtin_weight": 0.0, "reverb_prob": 0.0,
                  "eq_prob": 0.0, "bandlimit_prob": 0.0, "lr_schedule": "constant", "keep": "last",
-                 "snr_measure": "energy"}
+                 "snr_measure": "energy", "students": STUDENT_METHODS}
 
 
 PRESETS = {

@@ -130,10 +130,12 @@ class Run:
         log(f"data: {counts}; {len(self.test_items)} test files")
         return counts
 
-    def dataset(self, split, seed_offset, repeat=True, seed=None, snr_measure=None):
+    def dataset(self, split, seed_offset, repeat=True, seed=None, snr_measure=None,
+                start_batch=0):
         """The run's ``(noisy [b, n], clean [b, n])`` batches of ``split`` ("train", "valid"),
         seeded by the config's seed (or ``seed``) + ``seed_offset``: the training stream
-        (with the built-in share and augmentation) or the validation stream every stage scores."""
+        (with the built-in share and augmentation; from batch ``start_batch`` on) or the
+        validation stream every stage scores."""
         from tinyse_tf.data import mixture_dataset, worker_input_context
 
         seed = self.cfg.seed if seed is None else seed
@@ -153,7 +155,8 @@ class Run:
                                seed=seed + seed_offset, repeat=repeat,
                                input_context=worker_input_context(self.strategy), extra=extra,
                                augmentation=self.augmentation if train else None,
-                               snr_measure=snr_measure or self.cfg.snr_measure)
+                               snr_measure=snr_measure or self.cfg.snr_measure,
+                               start_batch=start_batch)
 
     # ------------------------------------------------------------------ training
     def _train(self, stage, build_student, teacher=None, gamma=0.0, callbacks=(), epochs=None,
@@ -194,7 +197,7 @@ class Run:
                 if self.cfg.keep == "best" else None)
         # Every stage sees the same training stream (seed), so students differ only by objective.
         data = dict(seed=seed, snr_measure=snr_measure)
-        fit_resumable(distiller, lambda: self.dataset("train", 0, **data),
+        fit_resumable(distiller, lambda start: self.dataset("train", 0, start_batch=start, **data),
                       epochs=epochs, steps_per_epoch=self.cfg.steps_per_epoch,
                       workdir=workdir, callbacks=[*callbacks, *([keep] if keep else [])],
                       validation_data=self.dataset("valid", 1, **data),
@@ -224,16 +227,18 @@ class Run:
     def train_all(self):
         self.models_dir.mkdir(parents=True, exist_ok=True)
         cfg = self.cfg
-        if self.teacher_checkpoint:
+        if not {"one_step", "two_step"} & set(cfg.students):
+            teacher = None  # a baseline-only run (e.g. a probe's PSA-only reference) needs none
+        elif self.teacher_checkpoint:
             with self.strategy.scope():
                 teacher = _load_checkpoint(self.teacher_checkpoint, cfg)
             log(f"teacher: reusing {self.teacher_checkpoint}")
         else:
             teacher = self.train_teacher()
         student = self.student_builder(cfg.student, cfg.norm, cfg.seed, "student_init.h5")
-        models = {"teacher": teacher}
-        for method, stage in (("baseline", "student"), ("one_step", "one_step"),
-                              ("two_step", "two_step")):
+        models = {"teacher": teacher} if teacher is not None else {}
+        for method in cfg.students:
+            stage = "student" if method == "baseline" else method
             models[stage] = self.train_student(stage, method, student, teacher)
         return models
 
@@ -443,7 +448,7 @@ class Run:
 
         with self.scoring():
             results = {row: self._evaluate_one(key, row, lambda a, m=models[key]: enhance(m, a))
-                       for key, row in MODELS}
+                       for key, row in MODELS if key in models}
             for row, path in streaming_files.items():
                 results[row] = self._evaluate_one(path.stem, row, StreamingEnhancer(path).enhance,
                                                   without_dnsmos(self.cfg.metrics))
@@ -493,8 +498,10 @@ def _int8_check_files(speech_dir, noise_dir):
 
 
 def _load_checkpoint(path, cfg):
-    """The teacher of ``--teacher-checkpoint``: a .keras file, or ``pretrained`` (the shipped
-    teacher, when it is the configuration's teacher preset and normalisation)."""
+    """The teacher of ``--teacher-checkpoint``: a .keras file, the weights of a stage (``.h5``,
+    e.g. ``train/teacher/best.h5``) built as the configuration's teacher preset and
+    normalisation, or ``pretrained`` (the shipped teacher, when it is that preset and
+    normalisation)."""
     from tinyse_tf._tf import keras
 
     if str(path) == "pretrained":
@@ -511,6 +518,17 @@ def _load_checkpoint(path, cfg):
     if not path.is_file():
         raise FileNotFoundError(f"--teacher-checkpoint {path}: no such file; give a .keras model "
                                 f"saved by a previous run (models/teacher.keras)")
+    if path.suffix == ".h5":
+        from tinyse_tf.models import build_cruse
+
+        teacher = build_cruse(cfg.teacher, norm=cfg.norm, name="teacher")
+        try:
+            teacher.load_weights(path)
+        except Exception as err:  # h5py / Keras raise many types for a bad or mismatched file
+            raise ValueError(f"--teacher-checkpoint {path}: not the weights of a {cfg.teacher!r} "
+                             f"model with norm {cfg.norm!r} ({type(err).__name__}); pass the "
+                             "--teacher and --norm it was trained with") from err
+        return teacher
     try:
         return keras.models.load_model(path)
     except Exception as err:  # Keras raises many types for a bad file; report one line
@@ -555,8 +573,16 @@ def parse_args(argv=None, prog="two_step.py"):
     p.add_argument("--teacher", help="teacher preset (teacher = the paper's 1.9 M, or a smaller "
                                      "CRUSE such as student_350k)")
     p.add_argument("--teacher-checkpoint", metavar="FILE|pretrained",
-                   help="reuse a trained teacher: a .keras file, or 'pretrained' for the shipped "
-                        "one (tinyse_tf.pretrained('teacher'))")
+                   help="reuse a trained teacher: a .keras file, a stage's weights (.h5, e.g. "
+                        "RUN/train/teacher/best.h5, built as --teacher), or 'pretrained' for the "
+                        "shipped one (tinyse_tf.pretrained('teacher'))")
+    p.add_argument("--students", type=_comma_list, metavar="METHOD,...",
+                   help="students to train: baseline,one_step,two_step (default: all three; "
+                        "the report needs baseline and two_step, fewer only with --stop-after "
+                        "students)")
+    p.add_argument("--student-epochs", type=int, help="epochs of each student (default: preset's)")
+    p.add_argument("--step1-epochs", type=int,
+                   help="of those, the two-step student's KD-only epochs (default: preset's)")
     p.add_argument("--kd-granularity", choices=("tf", "t", "f", "batch", "output"))
     p.add_argument("--kd-reduction", choices=("mean", "sum"),
                    help="G_tf KD over bins: mean (default) or sum, the paper's literal "
@@ -589,11 +615,19 @@ def parse_args(argv=None, prog="two_step.py"):
                         "--int8-check-noise): int8 - float32 per input SNR is reported on "
                         "mixtures of these as well as of the validation split")
     p.add_argument("--int8-check-noise", metavar="DIR", help="real noise recordings, see above")
-    p.add_argument("--stop-after", choices=("teacher",),
-                   help="stop once this stage is trained (e.g. teacher learning curves); rerun "
-                        "without it, same options, to continue the run")
+    p.add_argument("--stop-after", choices=("teacher", "students"),
+                   help="stop once the teacher (e.g. for learning curves) or the students are "
+                        "trained (e.g. a KD probe scored on validation); rerun without it, same "
+                        "options, to continue the run")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     return p.parse_args(argv)
+
+
+def _resolved(**paths):
+    """``{name: absolute path}`` of the given data and checkpoint paths (None and the shipped
+    teacher's name ``pretrained`` as they are): what ``config.json`` records and compares."""
+    return {k: v if v in (None, "pretrained") else str(pathlib.Path(v).resolve())
+            for k, v in paths.items()}
 
 
 def open_run(preset, cfg, out, speech_dir=None, noise_dir=None, data_dir=None,
@@ -607,12 +641,17 @@ def open_run(preset, cfg, out, speech_dir=None, noise_dir=None, data_dir=None,
     out = pathlib.Path(out)
     out.mkdir(parents=True, exist_ok=True)
     config_path = out / "config.json"
-    record = {"preset": preset, **dataclasses.asdict(cfg), "speech_dir": speech_dir,
-              "noise_dir": noise_dir, "teacher_checkpoint": teacher_checkpoint}
+    record = {"preset": preset, **dataclasses.asdict(cfg), **_resolved(
+        speech_dir=speech_dir, noise_dir=noise_dir, teacher_checkpoint=teacher_checkpoint)}
     if config_path.exists():
-        # A folder written before a field existed ran with its LEGACY_VALUES.
+        # A folder written before a field existed ran with its LEGACY_VALUES; a folder given as a
+        # relative path then and an absolute one now (or the other way) is the same folder.
         previous = {**json.loads(json.dumps(LEGACY_VALUES)), **json.loads(config_path.read_text())}
+        previous.update(_resolved(**{k: previous.get(k) for k in
+                                     ("speech_dir", "noise_dir", "teacher_checkpoint")}))
         now = json.loads(json.dumps(record))
+        # Which students to train adds or leaves out stages without changing any: not compared.
+        previous["students"] = now["students"]
         if previous != now:
             fields = ", ".join(f"{k} (there {previous.get(k)!r}, now {now.get(k)!r})"
                                for k in sorted(set(previous) | set(now))
@@ -645,7 +684,8 @@ def config_from_args(args):
                       seed=args.seed, norm=args.norm, kd_reduction=args.kd_reduction,
                       kd_normalize=args.kd_normalize, kd_layers=args.kd_layers,
                       reset_optimizer=args.reset_optimizer, int8=args.int8,
-                      snr_measure=args.snr_measure)
+                      snr_measure=args.snr_measure, students=args.students,
+                      student_epochs=args.student_epochs, step1_epochs=args.step1_epochs)
 
 
 def _int8_check_dirs(args):
@@ -657,6 +697,9 @@ def _int8_check_dirs(args):
 
 def run(args):
     cfg = config_from_args(args)
+    if args.stop_after != "students" and not {"baseline", "two_step"} <= set(cfg.students):
+        raise ValueError(f"--students {','.join(cfg.students)}: the report compares the baseline "
+                         "and the two-step student; train both, or add --stop-after students")
     out = pathlib.Path(args.out or f"runs/{args.preset}")
     t0 = time.time()
     r = open_run(args.preset, cfg, out, args.speech_dir, args.noise_dir, args.data_dir,
@@ -670,6 +713,10 @@ def run(args):
             "history.csv")
         return None
     models = r.train_all()
+    if args.stop_after == "students":
+        log(f"stopping after the students (--stop-after); their history.csv and best.json are in "
+            f"{out / 'train'}")
+        return None
     if not r.is_chief:
         log("worker done; the chief evaluates and writes the report")
         return None
