@@ -116,6 +116,10 @@ def test_second_call_returns_at_once_and_other_settings_are_refused(tmp_path):
     again = prepare_data(speech, noise, tmp_path / "d", progress=False)
     assert {p: p.stat().st_mtime_ns for p in (tmp_path / "d").rglob("*")} == stamps
     assert str((speech / "late.wav").absolute()) not in again.manifest["files"]["speech"]["train"]
+    # The same folders spelled through '..': the same source, returned at once.
+    detour = tmp_path / "d" / ".."
+    prepare_data(detour / speech.name, detour / noise.name, tmp_path / "d", progress=False)
+    assert {p: p.stat().st_mtime_ns for p in (tmp_path / "d").rglob("*")} == stamps
     with pytest.raises(DataError, match="seed: 0 here, 1 asked"):
         prepare_data(speech, noise, tmp_path / "d", seed=1, progress=False)
     (tmp_path / "mine").mkdir()

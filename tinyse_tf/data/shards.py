@@ -182,6 +182,16 @@ def _file_lists(corpus: Corpus) -> dict:
             for k in KINDS}
 
 
+def _canonical(params):
+    """``params`` with its source folders resolved ('..', symlinks): a folder given as a
+    relative path once and an absolute one later is the same source."""
+    if not isinstance(params, dict) or not isinstance(params.get("source"), dict):
+        return params
+    source = {k: str(Path(v).resolve()) if k in ("speech_dir", "noise_dir") and v else v
+              for k, v in params["source"].items()}
+    return {**params, "source": source}
+
+
 def _prepare(root: Path, source: dict, shard_mb: float, progress: bool,
              make_corpus: Callable[[], Corpus]) -> PreparedData:
     if not shard_mb > 0:
@@ -192,7 +202,7 @@ def _prepare(root: Path, source: dict, shard_mb: float, progress: bool,
     for name, what in (("manifest.json", "data prepared"), ("plan.json", "a preparation")):
         record = _fs.read_json(root / name)
         if isinstance(record, dict) and record.get("kind") == PREPARED_KIND:
-            if record.get("params") != params:
+            if _canonical(record.get("params")) != _canonical(params):
                 raise DataError(f"{root} holds {what} from other sources or with other settings "
                                 f"({_differences(record.get('params'), params)}); choose another "
                                 "folder or delete it")
