@@ -172,9 +172,6 @@ def kept_epoch(run, stage) -> str:
 
 
 def card(name, title, run, cfg, commit, report, rows, files, extra):
-    from tinyse_tf.export.complexity import macs_per_frame
-    from tinyse_tf.models.complexity import count_params
-
     preset = cfg[name]  # the CRUSE preset of config.json's "student" / "teacher"
     schedule = (f"{cfg['teacher_epochs']} epochs" if name == "teacher" else
                 f"{cfg['student_epochs']} epochs, the first {cfg['step1_epochs']} KD only "
@@ -196,8 +193,8 @@ at commit `{commit}`.
 {file_lines}
 
 ## Model
-CRUSE preset `{preset}`, normalisation `{cfg['norm']}`: {count_params(preset):,} parameters,
-{macs_per_frame(preset):,} MACs per 16 ms frame (tinyse_tf.macs_per_frame). Causal; the
+CRUSE preset `{preset}`, normalisation `{cfg['norm']}`: {extra['params']:,} parameters,
+{extra['macs']:,} MACs per 16 ms frame (tinyse_tf.macs_per_frame). Causal; the
 streaming file holds its GRU and convolution state inside (one hop of 256 samples in, one out).
 
 ## Data
@@ -353,6 +350,8 @@ def main(argv=None):
     bench = json.loads(pathlib.Path(args.benchmark).read_text()) if args.benchmark else None
     from tinyse_tf._tf import keras
     import tinyse_tf.models  # noqa: F401  (registers the custom layers)
+    from tinyse_tf.export.complexity import macs_per_frame
+    from tinyse_tf.export.tflite_ops import weight_macs
     from tinyse_tf.models.complexity import count_params
 
     folder.mkdir(parents=True, exist_ok=True)
@@ -369,7 +368,12 @@ def main(argv=None):
             training_cost(run, stage, timings)[0]
             + (f", plus the teacher's {teacher_short}" if teacher_short else
                " (plus the teacher's, not recorded)"))
+        # MACs counted on the float32 streaming file: the shipped one for the student (what
+        # macs_per_frame converts in memory, seconds per model), the teacher's converted.
+        macs = (sum(weight_macs((folder / files["float32"]["file"]).read_bytes()).values())
+                if "float32" in files else macs_per_frame(model_preset))
         extra = {"kept": kept_epoch(run, stage), "train": train, "data": note,
+                 "params": n_params, "macs": macs,
                  "folder": shown(folder),
                  "bench": benchmark_table(bench) if name == "student" else
                  "Not exported for devices (a training target for your own students)."}
