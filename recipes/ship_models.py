@@ -1,23 +1,33 @@
-"""Put a release run's models into the package (tinyse_tf/shipped/) with their model cards.
+"""Put a recipe run's models into the package (tinyse_tf/shipped/) with their model cards.
 
-    python recipes/two_step.py --preset release --speech-dir ../shared/audio/speech \
-        --noise-dir ../shared/audio/noise --out runs/release
-    python benchmarks/vs_peers.py runs/release/export/two_step_stream_int8_ptq.tflite \
-        runs/release/export/two_step_stream_float32.tflite runs/release/models/teacher.keras \
+    python recipes/two_step.py --preset flagship --teacher student_350k \
+        --students baseline,two_step --speech-dir ../shared/audio/speech \
+        --noise-dir ../shared/audio/noise --out runs/flagship
+    python benchmarks/vs_peers.py runs/flagship/export/two_step_stream_int8_ptq.tflite \
+        runs/flagship/export/two_step_stream_float32.tflite runs/flagship/models/teacher.keras \
         --json bench.json
-    python recipes/ship_models.py runs/release --benchmark bench.json
+    python recipes/ship_models.py runs/flagship --benchmark bench.json
 
-The shipped .tflite files are byte copies of the run's, so the benchmark can equally be run on
-them after shipping (``python benchmarks/vs_peers.py``, as README's table is).
+Any finished run ships: the file names and titles say each model's size (from the parameter count
+of its CRUSE preset) and the run's recipe preset (``student_62k_two_step_flagship_*``,
+``teacher_350k_flagship_*``). The cards' data section is the preset's note (``release``,
+``flagship``) or, for any other preset, the markdown paragraph of ``--data-note FILE``. The
+shipped .tflite files are byte copies of the run's, so the benchmark can equally be run on them
+after shipping (``python benchmarks/vs_peers.py``, as README's table is).
 
 Writes the two-step student (Keras weights, streaming int8 PTQ and float32 .tflite with their
-I/O contracts) and the teacher (Keras weights in float16), ``models.json`` (sizes, SHA-256) and
-``docs/models/<name>.md`` (data, schedule, commit, metrics of the run's test set with standard
-errors, size, MACs and µs per frame). Existing files of the same names are replaced, atomically.
+I/O contracts) and the teacher (Keras weights in float16) into ``--into`` (default
+tinyse_tf/shipped), ``models.json`` there (sizes, SHA-256; the names stay ``student`` and
+``teacher``) and ``<--cards>/<name>.md`` (data, schedule, training cost, commit, metrics of the
+run's test set with standard errors, size, MACs and µs per frame). Every file is written
+atomically; then the files the previous ``models.json`` listed and the new one does not (a model
+replaced under other file names) are deleted, and nothing else. A run folder that lacks a file
+stops the script with one line (exit 2) before anything is written.
 """
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import math
 import os
@@ -31,19 +41,39 @@ sys.path.insert(0, str(ROOT))
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 
 from tinyse_tf.atomic import atomic_path, atomic_write_json, atomic_write_text  # noqa: E402
-from tinyse_tf.shipped import (FOLDER, REGISTRY, file_record, save_weights_npz,  # noqa: E402
-                               tflite_record)
+from tinyse_tf.shipped import (FOLDER, REGISTRY, file_record, listed_files,  # noqa: E402
+                               save_weights_npz, tflite_record)
 
-DATA_NOTE = (
+PROG = "ship_models.py"
+_SPEECH_NOTE = (
     "Speech: the 226 LibriSpeech train-clean-100 utterances of `../shared/audio/speech/train` "
     "(one per speaker, about 47 min; LibriSpeech, Panayotov et al. 2015, CC BY 4.0), 11 of them "
     "held out for validation; a fifth of the training clips from tinyse_tf's built-in corpus "
-    "(espeak-ng synthetic speech, procedural noise; generated, no licence terms). Noise: the 22 "
-    "recordings of `../shared/audio/noise/train` (Speech Commands background noise, CC BY 4.0; "
-    "recordings from the felixchenfy Speech-Commands-Classification repository, MIT; Freesound "
-    "clips from IBM MAX-Audio-Classifier samples, CC0 / CC BY), one held out for validation. "
-    "Test: the 25 other speakers of `speech/test` with the 5 noises of `noise/test`, never "
-    "seen in training or model selection.")
+    "(espeak-ng synthetic speech, procedural noise; generated, no licence terms).")
+_RELEASE_NOISE_SOURCES = (
+    "(Speech Commands background noise, CC BY 4.0; recordings from the felixchenfy "
+    "Speech-Commands-Classification repository, MIT; Freesound clips from IBM "
+    "MAX-Audio-Classifier samples, CC0 / CC BY)")
+#: The cards' data section per recipe preset; other presets need ``--data-note FILE``.
+DATA_NOTES = {
+    "release": (
+        f"{_SPEECH_NOTE} Noise: the 22 recordings of `../shared/audio/noise/train` "
+        f"{_RELEASE_NOISE_SOURCES}, one held out for validation. Test: the 25 other speakers of "
+        "`speech/test` with the 5 noises of `noise/test`, never seen in training or model "
+        "selection."),
+    "flagship": (
+        f"{_SPEECH_NOTE} Noise: all 199 recordings of `../shared/audio/noise/train`, 10 of them "
+        f"held out for validation: the 22 of the release set {_RELEASE_NOISE_SOURCES} and 177 "
+        "`deb_*` recordings (about 83 min) cut from the sound files of Debian data packages: "
+        "0ad-data 0.0.26 (CC BY-SA 3.0), ufoai-sound 2.5 (GPL-2+ / CC BY(-SA) 3.0 / public "
+        "domain, per file), megaglest-data 3.13.0 (CC BY-SA 3.0), widelands-data 1.1 (GPL-2+ / "
+        "CC BY-SA), sonic-pi-samples (CC0); per-file origin in `noise/debian_manifest.json` "
+        "([DATA.md](../DATA.md), \"Real recordings\"). **This model is derived from CC BY-SA "
+        "and GPL material** (those recordings). Test: the 25 other speakers of `speech/test` "
+        "with the 7 noises of `noise/test` (the 5 of the release set and `lincity_city_a`, "
+        "`lincity_city_b`: city sounds from Debian's lincity-ng-data 2.9, GPL-2+), never used "
+        "for training or model selection."),
+}
 METRICS = (("si_sdr", "ΔSI-SDR (dB)"), ("pesq", "ΔPESQ-WB"), ("estoi", "ΔeSTOI (points)"))
 
 
@@ -80,44 +110,103 @@ def benchmark_table(bench):
             f"Python {m['python']}, {bench['date']}.")
 
 
-def card(name, title, run, cfg, commit, report, rows, files, extra):
-    from tinyse_tf.export.complexity import macs_per_frame
-    from tinyse_tf.models.complexity import count_params
+def size_label(n_params: int, title: bool = False) -> str:
+    """A parameter count to two significant figures, as file names say it (62,313 -> ``62k``,
+    347,633 -> ``350k``, 1,867,041 -> ``1.9m``) or, with ``title``, as titles do (``62 k``,
+    ``350 k``, ``1.9 M``)."""
+    rounded = float(f"{n_params:.2g}")
+    for scale, unit, title_unit in ((1e6, "m", "M"), (1e3, "k", "k"), (1, "", "")):
+        if rounded >= scale or scale == 1:
+            number = f"{rounded / scale:g}"
+            return f"{number} {title_unit}".strip() if title else number + unit
 
-    preset = cfg["teacher" if name == "teacher" else "student"]
+
+def shown(path) -> str:
+    """``path`` as the cards and models.json give it: relative to the repository (``../...`` for
+    a folder beside it, such as ``../shared``), else by its name: never a machine's absolute
+    path (tests/test_repo.py)."""
+    path = pathlib.Path(path).resolve()
+    for base, prefix in ((ROOT, ""), (ROOT.parent, "../")):
+        if path.is_relative_to(base):
+            return prefix + path.relative_to(base).as_posix()
+    return path.name
+
+
+def last_epoch(run, stage) -> dict:
+    """The last row of ``RUN/train/<stage>/history.csv`` (strings by column; ``cpu_hours`` and
+    ``wall_hours`` are the stage's totals so far), {} if none."""
+    path = run / "train" / stage / "history.csv"
+    rows = list(csv.DictReader(path.read_text().splitlines())) if path.is_file() else []
+    return rows[-1] if rows else {}
+
+
+def _hours(value: str) -> str:
+    return f"{float(value):.3g}"
+
+
+def training_cost(run, stage, timings) -> tuple[str, str | None]:
+    """(the training cost of a stage for its card, the same in short or None): CPU and wall
+    hours of the last epoch of its history.csv, else the minutes of timings.json (older runs)."""
+    last = last_epoch(run, stage)
+    if last.get("cpu_hours") and last.get("wall_hours"):
+        cpu = f"{_hours(last['cpu_hours'])} CPU h"
+        return f"{cpu} ({_hours(last['wall_hours'])} h of wall time) of training", cpu
+    if f"train_{stage}_s" in timings:
+        minutes = f"{timings[f'train_{stage}_s'] / 60:.0f} min"
+        return f"{minutes} of training", minutes
+    return "training time not recorded", None
+
+
+def kept_epoch(run, stage) -> str:
+    """Which epoch's weights the stage kept, with its validation SI-SDR."""
+    best = run / "train" / stage / "best.json"
+    if best.is_file():
+        best = json.loads(best.read_text())
+        return ("the epoch with the best validation SI-SDR is kept "
+                f"(epoch {best['epoch']}, {best['val_si_sdr']:.2f} dB)")
+    last = last_epoch(run, stage)
+    if last.get("val_si_sdr"):  # history.csv counts epochs from 0, best.json from 1
+        return (f"the last epoch is kept (epoch {int(last['epoch']) + 1}, validation SI-SDR "
+                f"{float(last['val_si_sdr']):.2f} dB)")
+    return "the last epoch is kept"
+
+
+def card(name, title, run, cfg, commit, report, rows, files, extra):
+    preset = cfg[name]  # the CRUSE preset of config.json's "student" / "teacher"
     schedule = (f"{cfg['teacher_epochs']} epochs" if name == "teacher" else
                 f"{cfg['student_epochs']} epochs, the first {cfg['step1_epochs']} KD only "
                 "(G_tf self-similarity to the teacher), then PSA only")
     file_lines = "\n".join(f"| `{r['file']}` | {kind} | {r['bytes']:,} | `{r['sha256']}` |"
                            for kind, r in files.items())
+    lr_schedule = cfg.get("lr_schedule", "constant")
+    extra = {**extra, "decay": " (to a tenth)" if lr_schedule == "cosine" else ""}
     return f"""# {title}
 
 Shipped as `tinyse_tf.pretrained("{name}")`{' and the default model of `tinyse enhance`' if name == 'student' else ''}.
-Written by `python recipes/ship_models.py {run}` from a `--preset release` run of the recipe
+Written by `python recipes/ship_models.py {run}` from a `--preset {cfg['preset']}` run of the recipe
 at commit `{commit}`.
 
-## Files (tinyse_tf/shipped/)
+## Files ({extra['folder']}/)
 
 | file | kind | bytes | SHA-256 |
 |---|---|---|---|
 {file_lines}
 
 ## Model
-CRUSE preset `{preset}`, normalisation `{cfg['norm']}`: {count_params(preset):,} parameters,
-{macs_per_frame(preset):,} MACs per 16 ms frame (tinyse_tf.macs_per_frame). Causal; the
+CRUSE preset `{preset}`, normalisation `{cfg['norm']}`: {extra['params']:,} parameters,
+{extra['macs']:,} MACs per 16 ms frame (tinyse_tf.macs_per_frame). Causal; the
 streaming file holds its GRU and convolution state inside (one hop of 256 samples in, one out).
 
 ## Data
-{DATA_NOTE}
+{extra['data']}
 Augmentation per training example: reverberation {cfg.get("reverb_prob", 0.0)} (pyroomacoustics shoebox
 rooms, RT60 0.2-0.8 s; target = direct path + 50 ms), random EQ {cfg.get("eq_prob", 0.0)}, band-limiting
 {cfg.get("bandlimit_prob", 0.0)}; energy SNR uniform in {cfg['snr_range']} dB; {cfg['clip_seconds']} s clips.
 
 ## Schedule
 {schedule}; {cfg['steps_per_epoch']} steps of batch {cfg['batch_size']} per epoch; Adam,
-learning rate {cfg['learning_rate']} {cfg.get("lr_schedule", "constant")} (to a tenth); the epoch with the best
-validation SI-SDR is kept ({extra['best']}). Seed {cfg['seed']}. Trained on the 2 cores of an
-AMD EPYC VM (no GPU): {extra['train_s']}.
+learning rate {cfg['learning_rate']} {lr_schedule}{extra['decay']}; {extra['kept']}.
+Seed {cfg['seed']}. Trained on the 2 cores of an AMD EPYC VM (no GPU): {extra['train']}.
 
 ## Metrics
 The run's test set: {cfg['test_clips']} speakers of `speech/test` × the `noise/test` noises at
@@ -131,62 +220,173 @@ standard error over files (from `{run}/report/report.json`).
 """
 
 
+STAGES = (  # registry name, run stage, weights dtype, title after the size, in the file stem
+    # after the size, report rows of the card
+    ("student", "two_step", "float32", "two-step KD student", "two_step_",
+     ["two-step KD", "two-step KD int8 PTQ"]),
+    ("teacher", "teacher", "float16", "teacher", "", ["teacher"]))
+EXPORTS = (("int8", "int8_ptq", "int8 PTQ"), ("float32", "float32", "float32"))  # kind, file, what
+FINISH = ("finish the run: rerun its recipes/two_step.py command without --stop-after "
+          "(finished stages are skipped)")
+
+
+def missing_input(run, data_note, benchmark) -> str | None:
+    """``<path>: <what is missing>; <what to do>`` for the first file the script needs and does
+    not find, None when all are there."""
+    if not run.is_dir():
+        return f"{run}: no such folder; give the --out folder of a recipes/two_step.py run"
+    needs = [("config.json", "no config.json, so not a recipe run folder",
+              "give the --out folder of a recipes/two_step.py run"),
+             ("report/report.json", "no test-set report: the run has not finished", FINISH),
+             ("models/two_step.keras", "no trained two-step student", FINISH),
+             ("models/teacher.keras", ("no trained teacher (a --teacher-checkpoint run reuses "
+                                       "one and saves none)"),
+              "ship a run that trained its teacher")]
+    for _, exported, what in EXPORTS:
+        for suffix in (".tflite", ".io_contract.json"):
+            needs.append((f"export/two_step_stream_{exported}{suffix}",
+                          f"no streaming {what} export of the two-step student",
+                          "ship a finished run with --int8 ptq (the default)"))
+    for rel, what, todo in needs:
+        if not (run / rel).is_file():
+            return f"{run / rel}: {what}; {todo}"
+    for flag, path in (("--data-note", data_note), ("--benchmark", benchmark)):
+        if path and not pathlib.Path(path).is_file():
+            return f"{path}: no such file; give {flag} an existing file"
+    return None
+
+
+def data_note(preset, path) -> str:
+    """The cards' data paragraph: ``--data-note`` FILE if given, else the preset's note."""
+    if path:
+        text = pathlib.Path(path).read_text().strip()
+        if not text:
+            raise ValueError(f"{path}: empty; give --data-note a markdown paragraph on the run's "
+                             "data and their licences")
+        return text
+    if preset not in DATA_NOTES:
+        raise ValueError(f"--data-note: required for a --preset {preset} run (notes are built in "
+                         f"for {', '.join(DATA_NOTES)} only); give a markdown file with a "
+                         "paragraph on the run's training, validation and test data and their "
+                         "licences")
+    return DATA_NOTES[preset]
+
+
+def read_registry(path) -> dict:
+    """The ``models`` of an existing models.json, {} if there is none."""
+    if not path.is_file():
+        return {}
+    try:
+        return json.loads(path.read_text())["models"]
+    except (ValueError, KeyError, TypeError) as err:
+        raise ValueError(f"{path}: not a models.json ({type(err).__name__}); restore it "
+                         "(git checkout) or delete it") from err
+
+
+def ship_model(model, run, stage, stem, dtype, folder) -> dict:
+    """Write one model's files into ``folder``: ``{kind: record}`` of models.json."""
+    weights = folder / f"{stem}_{dtype}.npz"
+    save_weights_npz(model, weights, dtype)
+    files = {"keras": file_record(weights)}
+    if stage == "two_step":
+        for kind, exported, _ in EXPORTS:
+            src = run / "export" / f"{stage}_stream_{exported}.tflite"
+            dst = folder / f"{stem}_stream_{kind}.tflite"
+            with atomic_path(dst) as tmp:
+                shutil.copyfile(src, tmp)
+            contract = json.loads((src.parent / f"{src.stem}.io_contract.json").read_text())
+            atomic_write_json(folder / f"{dst.stem}.io_contract.json",
+                              {**contract, "file": dst.name})
+            files[kind] = tflite_record(dst)  # with its io_contract.json
+    return files
+
+
+def remove_unlisted(folder, old, new) -> list[str]:
+    """Delete from ``folder`` the files the registry ``old`` lists and ``new`` does not (bare
+    file names only: nothing outside the folder); their names."""
+    removed = []
+    for name in sorted(listed_files(old) - listed_files(new)):
+        path = folder / name
+        if pathlib.Path(name).name == name and path.is_file():
+            path.unlink()
+            removed.append(name)
+    return removed
+
+
 def main(argv=None):
-    p = argparse.ArgumentParser(prog="ship_models.py", description=__doc__.split("\n")[0])
-    p.add_argument("run", help="a finished --preset release run folder")
+    p = argparse.ArgumentParser(prog=PROG, description=__doc__.split("\n")[0])
+    p.add_argument("run", help="a finished recipe run folder (recipes/two_step.py --out)")
     p.add_argument("--benchmark", help="vs_peers.py --json output for the peers section")
     p.add_argument("--commit", help="commit of the code that ran (default: git HEAD)")
-    p.add_argument("--cards", default=str(ROOT / "docs" / "models"))
+    p.add_argument("--cards", default=str(ROOT / "docs" / "models"),
+                   help="folder of the model cards (default docs/models)")
+    p.add_argument("--into", default=str(FOLDER),
+                   help="package folder to write, with its models.json (default tinyse_tf/shipped)")
+    p.add_argument("--data-note", metavar="FILE",
+                   help="markdown paragraph on the training, validation and test data and their "
+                        "licences, for the cards; required unless the run's preset is "
+                        + " or ".join(DATA_NOTES) + " (built-in notes, which it replaces)")
     args = p.parse_args(argv)
-    run = pathlib.Path(args.run)
-    cfg = json.loads((run / "config.json").read_text())
+    run, folder, cards = pathlib.Path(args.run), pathlib.Path(args.into), pathlib.Path(args.cards)
+    registry_path = folder / REGISTRY.name
+    try:
+        problem = missing_input(run, args.data_note, args.benchmark)
+        if problem:
+            raise ValueError(problem)
+        cfg = json.loads((run / "config.json").read_text())
+        if "preset" not in cfg:
+            raise ValueError(f"{run / 'config.json'}: no recipe preset in it; give the --out "
+                             "folder of a recipes/two_step.py run")
+        note = data_note(cfg["preset"], args.data_note)
+        previous = read_registry(registry_path)
+    except ValueError as err:
+        print(f"{PROG}: error: {err}", file=sys.stderr)
+        return 2
     report = json.loads((run / "report" / "report.json").read_text())
-    timings = json.loads((run / "timings.json").read_text())
+    timings_path = run / "timings.json"
+    timings = json.loads(timings_path.read_text()) if timings_path.is_file() else {}
     commit = args.commit or subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short",
                                             "HEAD"], capture_output=True, text=True).stdout.strip()
     bench = json.loads(pathlib.Path(args.benchmark).read_text()) if args.benchmark else None
     from tinyse_tf._tf import keras
     import tinyse_tf.models  # noqa: F401  (registers the custom layers)
+    from tinyse_tf.export.complexity import macs_per_frame
+    from tinyse_tf.export.tflite_ops import weight_macs
+    from tinyse_tf.models.complexity import count_params
 
-    FOLDER.mkdir(exist_ok=True)
+    folder.mkdir(parents=True, exist_ok=True)
+    teacher_cost, teacher_short = training_cost(run, "teacher", timings)
     registry = {}
-    for name, stage, dtype, title in (
-            ("student", "two_step", "float32", "62 k two-step KD student (release)"),
-            ("teacher", "teacher", "float16", "1.9 M teacher (release)")):
+    for name, stage, dtype, what, tag, rows in STAGES:
+        model_preset = cfg[name]  # config.json's "student" / "teacher": a CRUSE preset
+        n_params = count_params(model_preset)
+        stem = f"{name}_{size_label(n_params)}_{tag}{cfg['preset']}"
+        title = f"{size_label(n_params, title=True)} {what} ({cfg['preset']})"
         model = keras.models.load_model(run / "models" / f"{stage}.keras")
-        stem = f"{name}_{'62k_two_step' if name == 'student' else '1.9m'}_release"
-        weights = FOLDER / f"{stem}_{dtype}.npz"
-        save_weights_npz(model, weights, dtype)
-        files = {"keras": file_record(weights)}
-        if name == "student":
-            for kind, exported in (("int8", "int8_ptq"), ("float32", "float32")):
-                src = run / "export" / f"{stage}_stream_{exported}.tflite"
-                dst = FOLDER / f"{stem}_stream_{kind}.tflite"
-                with atomic_path(dst) as tmp:
-                    shutil.copyfile(src, tmp)
-                contract = json.loads((src.parent / f"{src.stem}.io_contract.json").read_text())
-                atomic_write_json(FOLDER / f"{dst.stem}.io_contract.json",
-                                  {**contract, "file": dst.name})
-                files[kind] = tflite_record(dst)  # with its io_contract.json
-        best = json.loads((run / "train" / stage / "best.json").read_text()) \
-            if (run / "train" / stage / "best.json").exists() else None
-        rows = (["two-step KD", "two-step KD int8 PTQ"] if name == "student" else ["teacher"])
-        extra = {"best": (f"epoch {best['epoch']}, {best['val_si_sdr']:.2f} dB" if best
-                          else "the last epoch"),
-                 "train_s": f"{timings.get(f'train_{stage}_s', 0) / 60:.0f} min of training"
-                            + (" (plus the teacher's)" if name == "student" else ""),
+        files = ship_model(model, run, stage, stem, dtype, folder)
+        train = teacher_cost if name == "teacher" else (
+            training_cost(run, stage, timings)[0]
+            + (f", plus the teacher's {teacher_short}" if teacher_short else
+               " (plus the teacher's, not recorded)"))
+        # MACs counted on the float32 streaming file: the shipped one for the student (what
+        # macs_per_frame converts in memory, seconds per model), the teacher's converted.
+        macs = (sum(weight_macs((folder / files["float32"]["file"]).read_bytes()).values())
+                if "float32" in files else macs_per_frame(model_preset))
+        extra = {"kept": kept_epoch(run, stage), "train": train, "data": note,
+                 "params": n_params, "macs": macs,
+                 "folder": shown(folder),
                  "bench": benchmark_table(bench) if name == "student" else
                  "Not exported for devices (a training target for your own students)."}
-        card_path = pathlib.Path(args.cards) / f"{name}.md"
-        card_path.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(card_path, card(name, title, f"runs/{run.name}", cfg, commit, report,
-                                          rows, files, extra))
-        registry[name] = {"description": title, "card": f"docs/models/{name}.md",
-                          "build": {"preset": cfg["teacher" if name == "teacher" else "student"],
-                                    "norm": cfg["norm"]},
+        card_path = cards / f"{name}.md"
+        atomic_write_text(card_path, card(name, title, shown(run), cfg, commit, report, rows,
+                                          files, extra))
+        registry[name] = {"description": title, "card": shown(card_path),
+                          "build": {"preset": model_preset, "norm": cfg["norm"]},
                           "commit": commit, "files": files}
-    atomic_write_json(REGISTRY, {"models": registry})
-    print(f"shipped {', '.join(registry)} into {FOLDER}; cards in {args.cards}")
+    atomic_write_json(registry_path, {"models": registry})
+    removed = remove_unlisted(folder, previous, registry)
+    print(f"shipped {', '.join(registry)} into {folder}; cards in {cards}"
+          + (f"; removed the replaced {', '.join(removed)}" if removed else ""))
     return 0
 
 

@@ -12,9 +12,10 @@ MODELS = ["teacher", "student", "one-step KD", "two-step KD"]
 INT8_ROWS = ["student int8 PTQ", "student int8 QAT", "two-step KD int8 PTQ", "two-step KD int8 QAT"]
 
 
-def _recipe(*args, timeout=900):
+def _recipe(*args, timeout=900, script="two_step.py"):
+    """``recipes/<script> args`` in a subprocess, as a user runs it."""
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
-    return subprocess.run([sys.executable, str(ROOT / "recipes" / "two_step.py"), *args],
+    return subprocess.run([sys.executable, str(ROOT / "recipes" / script), *args],
                           capture_output=True, text=True, env=env, timeout=timeout)
 
 
@@ -65,6 +66,95 @@ def test_smoke_run_writes_the_report(smoke_run):
         assert (out / "models" / f"{stage}.keras").is_file()
         assert (out / "train" / stage / "history.csv").is_file()
     assert "wall time" in proc.stdout
+
+
+def test_ship_models_ships_a_smoke_run_into_a_folder(smoke_run, tmp_path, monkeypatch):
+    """recipes/ship_models.py on the smoke run, into a folder that holds an earlier models.json:
+    files named by size and preset with their hashes and I/O contracts, cards with the data note
+    and the training cost; the earlier registry's files that the new one does not list are
+    deleted, and nothing else; the folder loads with tinyse_tf.pretrained."""
+    import hashlib
+
+    import numpy as np
+
+    import tinyse_tf.models  # noqa: F401  registers the custom layers .keras files name
+    from tinyse_tf import shipped
+    from tinyse_tf._tf import keras
+
+    _, out, _ = smoke_run
+    into, cards, note = tmp_path / "shipped", tmp_path / "cards", tmp_path / "note.md"
+    into.mkdir()
+    note.write_text("Data: the smoke preset's built-in corpus (generated, no licence terms).\n")
+    # An earlier ship: a release student (to be replaced under other names) and a teacher file
+    # that the new ship writes again; an unrelated file beside them stays.
+    old_stem = "student_62k_two_step_release"
+    old = {"student": {"files": {
+               "keras": {"file": f"{old_stem}_float32.npz"},
+               "int8": {"file": f"{old_stem}_stream_int8.tflite",
+                        "io_contract": {"file": f"{old_stem}_stream_int8.io_contract.json"}}}},
+           "teacher": {"files": {"keras": {"file": "teacher_1.9m_smoke_float16.npz"}}}}
+    for name in shipped.listed_files(old) | {"notes.txt"}:
+        (into / name).write_text("old")
+    (into / "models.json").write_text(json.dumps({"models": old}))
+    proc = _recipe(str(out), "--into", str(into), "--cards", str(cards), "--data-note",
+                   str(note), "--commit", "abc1234", script="ship_models.py", timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    models = json.loads((into / "models.json").read_text())["models"]
+    stem = "student_62k_two_step_smoke"
+    assert {k: r["file"] for k, r in models["student"]["files"].items()} == {
+        "keras": f"{stem}_float32.npz", "int8": f"{stem}_stream_int8.tflite",
+        "float32": f"{stem}_stream_float32.tflite"}
+    assert models["teacher"]["files"]["keras"]["file"] == "teacher_1.9m_smoke_float16.npz"
+    assert models["teacher"]["description"] == "1.9 M teacher (smoke)"
+    assert models["teacher"]["build"] == {"preset": "teacher", "norm": "frame_ln"}
+    for kind in ("int8", "float32"):
+        assert models["student"]["files"][kind]["io_contract"]["file"] == \
+            f"{stem}_stream_{kind}.io_contract.json"
+    listed = shipped.listed_files(models)
+    for entry in models.values():
+        for record in entry["files"].values():
+            for r in (record, record.get("io_contract")):
+                if r:
+                    assert hashlib.sha256((into / r["file"]).read_bytes()).hexdigest() == \
+                        r["sha256"], r["file"]
+    assert sorted(p.name for p in into.iterdir()) == sorted(listed | {"models.json",
+                                                                      "notes.txt"})
+    assert "removed the replaced" in proc.stdout and old_stem in proc.stdout
+    for name in ("student", "teacher"):
+        text = (cards / f"{name}.md").read_text()
+        assert "--preset smoke" in text and "CPU h" in text and "(generated, no licence" in text
+        assert "abc1234" in text and str(tmp_path) not in text
+    assert "plus the teacher's" in (cards / "student.md").read_text()
+    assert (cards / "student.md").read_text().startswith("# 62 k two-step KD student (smoke)")
+    # The folder is a package folder: tinyse_tf.pretrained loads the teacher it shipped.
+    monkeypatch.setattr(shipped, "FOLDER", into)
+    monkeypatch.setattr(shipped, "REGISTRY", into / "models.json")
+    assert shipped.verify() == []
+    run_teacher = keras.models.load_model(out / "models" / "teacher.keras")
+    for got, want in zip(shipped.pretrained("teacher").get_weights(), run_teacher.get_weights()):
+        np.testing.assert_array_equal(got, want.astype(np.float16).astype(np.float32))
+
+
+def test_ship_models_refuses_an_unfinished_run_with_one_line(tmp_path):
+    """A run folder without report.json, and a preset without a built-in data note and no
+    --data-note: one line naming the missing file or option, exit 2, nothing written."""
+    run, into = tmp_path / "run", tmp_path / "shipped"
+    run.mkdir()
+    (run / "config.json").write_text(json.dumps({"preset": "smoke"}))
+    args = [str(run), "--into", str(into), "--cards", str(tmp_path / "cards")]
+    proc = _recipe(*args, script="ship_models.py")
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
+    (line,) = proc.stderr.strip().splitlines()
+    assert line.startswith(f"ship_models.py: error: {run / 'report' / 'report.json'}: ")
+    for rel in ("report/report.json", "models/two_step.keras", "models/teacher.keras",
+                *(f"export/two_step_stream_{kind}{suffix}" for kind in ("int8_ptq", "float32")
+                  for suffix in (".tflite", ".io_contract.json"))):
+        (run / rel).parent.mkdir(exist_ok=True)
+        (run / rel).write_text("")
+    proc = _recipe(*args, script="ship_models.py")
+    (line,) = proc.stderr.strip().splitlines()
+    assert proc.returncode == 2 and line.startswith("ship_models.py: error: --data-note: ")
+    assert not into.exists() and not (tmp_path / "cards").exists()
 
 
 def test_smoke_run_exports_checked_int8_streaming_files(smoke_run):

@@ -62,6 +62,38 @@ def test_a_damaged_file_is_refused(tmp_path, monkeypatch):
         shipped.pretrained("nope")
 
 
+def test_pretrained_builds_the_preset_models_json_names(tmp_path, monkeypatch):
+    """A shipped teacher of another CRUSE preset (a flagship run's student_350k) loads as that
+    preset, and the recipe takes it as --teacher-checkpoint pretrained when its --teacher is that
+    preset; otherwise one clear error each, naming the presets."""
+    from tinyse_tf.models import build_cruse
+    from tinyse_tf.recipe.presets import get_preset
+    from tinyse_tf.recipe.two_step import _load_checkpoint
+
+    folder = tmp_path / "shipped"
+    model = build_cruse("student_350k", norm="frame_ln", name="teacher")
+    weights = folder / "teacher_350k_flagship_float16.npz"
+    shipped.save_weights_npz(model, weights, "float16")
+    entry = {"description": "350 k teacher (flagship)", "card": "docs/models/teacher.md",
+             "build": {"preset": "student_350k", "norm": "frame_ln"}, "commit": "0000000",
+             "files": {"keras": shipped.file_record(weights)}}
+    (folder / "models.json").write_text(json.dumps({"models": {"teacher": entry}}))
+    monkeypatch.setattr(shipped, "FOLDER", folder)
+    monkeypatch.setattr(shipped, "REGISTRY", folder / "models.json")
+    teacher = _load_checkpoint("pretrained", get_preset("flagship", teacher="student_350k"))
+    assert teacher.count_params() == model.count_params()
+    for got, want in zip(teacher.get_weights(), model.get_weights()):
+        np.testing.assert_array_equal(got, want.astype(np.float16).astype(np.float32))
+    with pytest.raises(ValueError, match="the shipped teacher is preset 'student_350k' with "
+                       "norm 'frame_ln' .*pass --teacher student_350k --norm frame_ln"):
+        _load_checkpoint("pretrained", get_preset("flagship"))
+    entry["build"]["preset"] = "student"  # a models.json whose build does not fit its weights
+    (folder / "models.json").write_text(json.dumps({"models": {"teacher": entry}}))
+    with pytest.raises(ValueError, match="do not fit the shipped 'teacher' model's build in "
+                       "models.json \\(preset 'student', norm 'frame_ln'\\)"):
+        shipped.pretrained("teacher")
+
+
 @pytest.fixture(scope="module")
 def student():
     return shipped.pretrained("student")

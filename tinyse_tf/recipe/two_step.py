@@ -500,19 +500,24 @@ def _int8_check_files(speech_dir, noise_dir):
 def _load_checkpoint(path, cfg):
     """The teacher of ``--teacher-checkpoint``: a .keras file, the weights of a stage (``.h5``,
     e.g. ``train/teacher/best.h5``) built as the configuration's teacher preset and
-    normalisation, or ``pretrained`` (the shipped teacher, when it is that preset and
-    normalisation)."""
+    normalisation, or ``pretrained`` (the shipped teacher, when its ``build`` in models.json is
+    that preset and normalisation)."""
     from tinyse_tf._tf import keras
 
     if str(path) == "pretrained":
         from tinyse_tf.shipped import pretrained, shipped_models
 
         build = shipped_models().get("teacher", {}).get("build")
+        if build is None:
+            raise ValueError("--teacher-checkpoint pretrained: the package ships no teacher "
+                             "(none in tinyse_tf/shipped/models.json); train a teacher (omit "
+                             "the option) or give a .keras file")
         if build != {"preset": cfg.teacher, "norm": cfg.norm}:
-            raise ValueError(f"--teacher-checkpoint pretrained: the shipped teacher is "
-                             f"{build or 'missing'}, this run needs preset {cfg.teacher!r} with "
-                             f"norm {cfg.norm!r}; train a teacher (omit the option) or give a "
-                             ".keras file")
+            raise ValueError(f"--teacher-checkpoint pretrained: the shipped teacher is preset "
+                             f"{build['preset']!r} with norm {build['norm']!r} (its build in "
+                             f"models.json), this run's is {cfg.teacher!r} with {cfg.norm!r}; "
+                             f"pass --teacher {build['preset']} --norm {build['norm']}, train a "
+                             "teacher (omit the option) or give a .keras file")
         return pretrained("teacher")
     path = pathlib.Path(path)
     if not path.is_file():

@@ -15,7 +15,9 @@ A bare model name (``student``) stands for its float32 streaming file (``HOST_KI
 CPU it runs faster than the int8 file at the same quality (docs/CLI.md has the measurement);
 ``student:int8`` is the int8 file, which the Edge TPU and microcontrollers run.
 
-``recipes/ship_models.py`` writes the folder from a ``--preset release`` recipe run.
+``recipes/ship_models.py`` writes the folder from a recipe run (the models shipped today: a
+``--preset release`` run); ``build`` in ``models.json`` names each model's CRUSE preset and
+normalisation.
 """
 from __future__ import annotations
 
@@ -104,10 +106,12 @@ def resolve(value) -> Path | None:
 def pretrained(name: str = DEFAULT_MODEL):
     """A shipped model as a Keras sequence model (float32 weights).
 
-    ``name``: ``"student"`` (the 62 k two-step KD student) or ``"teacher"`` (1.9 M, to distil
-    your own students: ``python recipes/two_step.py --teacher-checkpoint pretrained``).
+    ``name``: ``"student"`` (the two-step KD student) or ``"teacher"`` (its teacher, to distil
+    your own students: ``python recipes/two_step.py --teacher-checkpoint pretrained``), built
+    as the CRUSE preset and normalisation of their ``build`` in ``models.json``.
     Shape: features ``[b, t, 80, 1]`` -> mask ``[b, t, 80, 1]`` (see ``tinyse_tf.enhance`` for
-    audio in and out). Raises ValueError for an unknown name, OSError if a file fails its hash.
+    audio in and out). Raises ValueError for an unknown name or weights that do not fit the
+    ``build``, OSError if a file fails its hash.
     """
     import numpy as np
 
@@ -116,9 +120,13 @@ def pretrained(name: str = DEFAULT_MODEL):
     build = _entry(name)["build"]
     path = resolve(f"{name}:keras")
     model = build_cruse(build["preset"], name=name, norm=build["norm"])
-    with np.load(path) as weights:
-        model.set_weights([weights[f"w{i:03d}"].astype(np.float32)
-                           for i in range(len(model.weights))])
+    with np.load(path) as stored:
+        weights = [stored[k] for k in sorted(stored.files)]  # w000, w001, ...
+    if [w.shape for w in weights] != [tuple(w.shape) for w in model.weights]:
+        raise ValueError(f"{path}: these weights do not fit the shipped {name!r} model's build "
+                         f"in models.json (preset {build['preset']!r}, norm {build['norm']!r}); "
+                         "reinstall tinyse_tf, or ship again with recipes/ship_models.py")
+    model.set_weights([w.astype(np.float32) for w in weights])
     return model
 
 
@@ -148,6 +156,13 @@ def tflite_record(path) -> dict:
     path = Path(path)
     return {**file_record(path),
             "io_contract": file_record(path.with_name(f"{path.stem}.io_contract.json"))}
+
+
+def listed_files(models: dict) -> set[str]:
+    """The names of every file the registry ``models`` (``{name: entry}``, as
+    :func:`shipped_models` gives) lists: weights, .tflite files and their I/O contracts."""
+    return {r["file"] for entry in models.values() for record in entry["files"].values()
+            for r in (record, record.get("io_contract")) if r}
 
 
 def _records(record: dict):
