@@ -183,7 +183,8 @@ def our_enhancers(models, parser):
     from tinyse_tf.shipped import resolve
 
     enhancers, costs = {}, {}
-    for model in models:
+    for item in models:
+        given, _, model = item.rpartition("=")  # LABEL=MODEL names the row
         try:
             shipped = None if Path(model).exists() else resolve(model)
         except (ValueError, OSError) as err:
@@ -196,6 +197,9 @@ def our_enhancers(models, parser):
             label = f"ours: {name} {kind}"
         else:
             label = f"ours: {path.stem}"
+        label = f"ours: {given}" if given else label
+        if label in enhancers:
+            parser.error(f"{item}: a second model labelled {label!r}; name them LABEL=MODEL")
         if path.suffix == ".tflite":
             from tinyse_tf.runtime import StreamingEnhancer
 
@@ -225,8 +229,13 @@ def keras_enhancer(model):
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("models", nargs="*", help="streaming .tflite files, .keras models or shipped "
-                                             "names (default: student:int8 student:float32 teacher)")
+    p.add_argument("models", nargs="*",
+                   help="[LABEL=] streaming .tflite files, .keras models or shipped names "
+                        "(default: student:int8 student:float32 teacher); the row is 'ours: "
+                        "LABEL' (default: the shipped name and kind, or the file's stem)")
+    p.add_argument("--against", action="append", default=[], metavar="LABEL",
+                   help="also the paired difference of every enhancer to this one of ours (its "
+                        "LABEL, e.g. the model it would replace); repeatable")
     p.add_argument("--peers", default=str(SHARED / "peers"),
                    help="folder with gtcrn/ and dtln/ (see benchmarks/peers.py)")
     p.add_argument("--speech", default=str(SHARED / "audio" / "speech" / "test"))
@@ -271,9 +280,15 @@ def main(argv=None):
                                          sources=sources), args.lead_in)
     print(f"{len(pairs[args.snrs[0]])} mixtures per SNR x {len(args.snrs)} SNRs, "
           f"{len(enhancers)} enhancers", file=sys.stderr)
-    results = run(enhancers, pairs)
+    against = [f"ours: {label}" for label in args.against]
+    unknown = [a for a in against if a not in ours]
+    if unknown:
+        p.error(f"--against {unknown[0][6:]}: not the label of one of the models given "
+                f"({', '.join(ours)})")
+    references = (*REFERENCES, *against)
+    results = run(enhancers, pairs, references)
     tables = {"quality and cost": quality_table(results, costs),
-              **{f"paired difference to {ref}": paired_table(results, ref) for ref in REFERENCES},
+              **{f"paired difference to {ref}": paired_table(results, ref) for ref in references},
               "our ΔSI-SDR as a share of the peers'": share_table(results, list(ours))}
     report = {"machine": machine(), "date": time.strftime("%Y-%m-%d"),
               "speech": Path(args.speech).name, "noise": Path(args.noise).name,

@@ -155,7 +155,10 @@ def adapted(tmp_path_factory):
     sf.write(root / "noise" / "fan.wav", noise(9.0, rate=44100, channels=2), 44100)
     out = root / "out"
     args = [sys.executable, "-m", "tinyse_tf.cli", "adapt", "--noise", root / "noise", "-o", out,
-            "--minutes", "1.0", "--target", "micro"]  # epoch 2 still training when interrupted
+            # A budget of several epochs even on a loaded machine (an epoch of 20 steps took up
+            # to 35 s there): with 1 minute the run could end at its first checkpoint, and
+            # finish before the kill, instead of being interrupted during epoch 2.
+            "--minutes", "2.0", "--target", "micro"]
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     with subprocess.Popen(list(map(str, args)), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                           text=True, env=env) as proc:

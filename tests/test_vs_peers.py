@@ -31,7 +31,8 @@ def test_tiny_side_by_side_run(peers_folder, tmp_path):
         write_audio(tmp_path / "noise" / f"n{k}.wav", 0.05 * rng.standard_normal(t.size))
     out = tmp_path / "bench.json"
     proc = subprocess.run(
-        [sys.executable, str(ROOT / "benchmarks" / "vs_peers.py"), "student:int8", "--peers",
+        [sys.executable, str(ROOT / "benchmarks" / "vs_peers.py"), "student:int8",
+         "float=student:float32", "--against", "float", "--peers",
          str(peers_folder), "--speech", str(tmp_path / "speech"), "--noise",
          str(tmp_path / "noise"), "--snrs", "0", "--seconds", "1", "--json", str(out)],
         capture_output=True, text=True, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
@@ -42,9 +43,12 @@ def test_tiny_side_by_side_run(peers_folder, tmp_path):
     assert report["peer_reference_max_abs_diff"]["GTCRN"] < 1e-4
     assert report["peer_reference_max_abs_diff"]["DTLN"] < 1e-5
     assert report["mixtures_per_snr"] == 2  # every speech x every noise
-    assert set(report["results"]) == {"log-MMSE", "GTCRN", "DTLN", "ours: student int8"}
+    assert set(report["results"]) == {"log-MMSE", "GTCRN", "DTLN", "ours: student int8",
+                                      "ours: float"}
     ours = report["results"]["ours: student int8"]["0"]
-    assert set(ours["vs"]) == {"log-MMSE", "GTCRN", "DTLN"} and ours["si_sdr"]["n"] == 2
+    assert set(ours["vs"]) == {"log-MMSE", "GTCRN", "DTLN", "ours: float"}
+    assert ours["si_sdr"]["n"] == 2
+    assert "paired difference to ours: float" in report["tables"]
     assert report["costs"]["GTCRN"]["weights"] == 48228
     assert report["costs"]["ours: student int8"]["macs_per_s"] > 0
     assert "% of GTCRN 0 dB" in proc.stdout
