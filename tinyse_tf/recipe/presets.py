@@ -159,9 +159,12 @@ PRESETS = {
                             lr_schedule="cosine", keep="best"),
     # The flagship campaign (docs/RESULTS.md, "Flagship campaign"): the release data mix with the
     # enlarged real noise, 5x the release teacher's steps and 2.5x its students'; tens of CPU
-    # hours, run over several sessions from its checkpoints. --teacher picks the candidate.
+    # hours, run over several sessions from its checkpoints. The teacher is the 350 k CRUSE and
+    # the one-step student is left out, both chosen by measurement (docs/RESULTS.md section 11:
+    # teacher learning curves per CPU hour, then a KD probe); --teacher picks another.
     "flagship": RecipeConfig(steps_per_epoch=100, validation_steps=30, teacher_epochs=150,
                              student_epochs=100, step1_epochs=25, test_clips=25,
+                             teacher="student_350k", students=("baseline", "two_step"),
                              builtin_weight=0.2, reverb_prob=0.2, eq_prob=0.3, bandlimit_prob=0.1,
                              lr_schedule="cosine", keep="best"),
     # The paper's schedule (docs/DESIGN.md, A.4): for a GPU and DNS Challenge folders.
