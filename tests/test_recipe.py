@@ -244,6 +244,18 @@ def _teacher_weights(smoke_run, path):
     return path
 
 
+def test_schedule_and_data_options_reach_the_config():
+    from tinyse_tf.recipe.two_step import config_from_args, parse_args
+
+    cfg = config_from_args(parse_args(["--preset", "flagship", "--teacher-epochs", "450",
+                                       "--student-epochs", "300", "--step1-epochs", "75",
+                                       "--builtin-weight", "0"]))
+    assert (cfg.teacher_epochs, cfg.student_epochs, cfg.step1_epochs, cfg.builtin_weight) == (
+        450, 300, 75, 0.0)
+    # The flagship's measured choices (docs/RESULTS.md section 11), unless overridden.
+    assert cfg.teacher == "student_350k" and cfg.students == ("baseline", "two_step")
+
+
 def test_kd_probe_trains_the_chosen_students_from_teacher_weights(smoke_run, tmp_path):
     base, _, _ = smoke_run
     out = tmp_path / "probe"

@@ -585,6 +585,7 @@ def parse_args(argv=None, prog="two_step.py"):
                    help="students to train: baseline,one_step,two_step (default: all three; "
                         "the report needs baseline and two_step, fewer only with --stop-after "
                         "students)")
+    p.add_argument("--teacher-epochs", type=int, help="epochs of the teacher (default: preset's)")
     p.add_argument("--student-epochs", type=int, help="epochs of each student (default: preset's)")
     p.add_argument("--step1-epochs", type=int,
                    help="of those, the two-step student's KD-only epochs (default: preset's)")
@@ -602,6 +603,9 @@ def parse_args(argv=None, prog="two_step.py"):
     p.add_argument("--snr-measure", choices=SNR_MEASURES,
                    help="SNR of the training mixtures: energy (default) or the paper's BS.1770 "
                         "loudness (LUFS); test sets stay at energy SNR")
+    p.add_argument("--builtin-weight", type=float, metavar="SHARE",
+                   help="with --speech-dir/--noise-dir: the share of training speech clips, and of "
+                        "noise clips, drawn from the built-in corpus (default: preset's)")
     p.add_argument("--norm", choices=("cln", "frame_ln", "batch", "none"),
                    help="normalisation of every model (cln = paper; frame_ln for int8)")
     p.add_argument("--seed", type=int)
@@ -690,7 +694,8 @@ def config_from_args(args):
                       kd_normalize=args.kd_normalize, kd_layers=args.kd_layers,
                       reset_optimizer=args.reset_optimizer, int8=args.int8,
                       snr_measure=args.snr_measure, students=args.students,
-                      student_epochs=args.student_epochs, step1_epochs=args.step1_epochs)
+                      student_epochs=args.student_epochs, step1_epochs=args.step1_epochs,
+                      teacher_epochs=args.teacher_epochs, builtin_weight=args.builtin_weight)
 
 
 def _int8_check_dirs(args):
