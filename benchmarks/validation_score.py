@@ -5,7 +5,7 @@
 
 The run folder's ``config.json`` fixes the validation stream (speakers, noises, SNRs, seed,
 ``validation_steps`` batches); each model (a shipped name, a ``.keras`` file, or a
-``best.h5`` of a stage folder, built from the run's teacher preset) is scored with
+``best.h5`` of a stage folder, built as the run's teacher or student preset) is scored with
 ``Distiller.evaluate``: the ``val_si_sdr`` a learning curve of that run plots (mean SI-SDR in dB
 of the enhanced validation batches). So models from elsewhere (e.g. the shipped student) can be
 drawn on a run's learning curve. Reads the run folder; writes nothing there.
@@ -25,14 +25,17 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 
 
-def load(model, preset, norm):
+def load(model, cfg):
+    """A shipped name, a .keras file, or a stage's ``best.h5``: built as the run's teacher preset
+    when the stage folder is ``teacher``, else as its student preset."""
     from tinyse_tf import pretrained
     from tinyse_tf._tf import keras
     from tinyse_tf.models import build_cruse
 
     path = Path(model)
     if path.suffix == ".h5":
-        net = build_cruse(preset, norm=norm)
+        preset = cfg.teacher if path.parent.name == "teacher" else cfg.student
+        net = build_cruse(preset, norm=cfg.norm)
         net.load_weights(path)
         return net
     return keras.models.load_model(path) if path.suffix == ".keras" else pretrained(model)
@@ -64,7 +67,7 @@ def main(argv=None):
     r.prepare_data()
     scores = {}
     for model in args.models:
-        distiller = Distiller(load(model, cfg.teacher, cfg.norm))
+        distiller = Distiller(load(model, cfg))
         distiller.compile(optimizer=keras.optimizers.Adam())
         logs = distiller.evaluate(r.dataset("valid", 1), steps=cfg.validation_steps,
                                   return_dict=True, verbose=0)

@@ -80,13 +80,13 @@ def test_pretrained_builds_the_preset_models_json_names(tmp_path, monkeypatch):
     (folder / "models.json").write_text(json.dumps({"models": {"teacher": entry}}))
     monkeypatch.setattr(shipped, "FOLDER", folder)
     monkeypatch.setattr(shipped, "REGISTRY", folder / "models.json")
-    teacher = _load_checkpoint("pretrained", get_preset("flagship", teacher="student_350k"))
+    teacher = _load_checkpoint("pretrained", get_preset("flagship"))  # its teacher: student_350k
     assert teacher.count_params() == model.count_params()
     for got, want in zip(teacher.get_weights(), model.get_weights()):
         np.testing.assert_array_equal(got, want.astype(np.float16).astype(np.float32))
     with pytest.raises(ValueError, match="the shipped teacher is preset 'student_350k' with "
                        "norm 'frame_ln' .*pass --teacher student_350k --norm frame_ln"):
-        _load_checkpoint("pretrained", get_preset("flagship"))
+        _load_checkpoint("pretrained", get_preset("flagship", teacher="teacher"))
     entry["build"]["preset"] = "student"  # a models.json whose build does not fit its weights
     (folder / "models.json").write_text(json.dumps({"models": {"teacher": entry}}))
     with pytest.raises(ValueError, match="do not fit the shipped 'teacher' model's build in "
@@ -104,9 +104,10 @@ def test_pretrained_models_load_as_keras(student):
     from tinyse_tf.models.complexity import count_params
 
     teacher = shipped.pretrained("teacher")
-    for model, preset in ((student, "student"), (teacher, "teacher")):
-        assert model.count_params() == count_params(preset)
-        assert config_from_model(model).norm == shipped.shipped_models()[model.name]["build"]["norm"]
+    for model in (student, teacher):
+        build = shipped.shipped_models()[model.name]["build"]  # the CRUSE preset and norm
+        assert model.count_params() == count_params(build["preset"])
+        assert config_from_model(model).norm == build["norm"]
     x = np.random.default_rng(0).standard_normal((1, 20, 80, 1)).astype(np.float32)
     assert student(x).shape == teacher(x).shape == (1, 20, 80, 1)
 
