@@ -1,4 +1,8 @@
-"""Two-step KD end to end: data -> teacher -> 3 students -> evaluation -> report.
+"""Two-step KD end to end: data -> teacher -> students -> evaluation -> report.
+
+The students (``cfg.students``) are the baseline (PSA only), one-step and two-step KD students,
+all from the same initial weights for the same number of steps; the flagship preset trains the
+baseline and the two-step student only.
 
 Stages write into ``--out`` and are skipped when their output exists, and training stages resume
 from their last epoch checkpoint, so rerunning the same command after an interruption continues
