@@ -51,9 +51,12 @@ def test_keep_best_saves_the_best_eligible_epoch_and_resumes(tmp_path):
 def test_teacher_checkpoint_pretrained_is_the_shipped_teacher():
     from tinyse_tf.recipe.two_step import _load_checkpoint
 
-    cfg = PRESETS["release"]
+    from tinyse_tf.models.complexity import count_params
+    from tinyse_tf.shipped import shipped_models
+
+    cfg = PRESETS["flagship"]  # the preset the shipped teacher was trained with
     teacher = _load_checkpoint("pretrained", cfg)
-    assert teacher.count_params() > 1_000_000
+    assert teacher.count_params() == count_params(shipped_models()["teacher"]["build"]["preset"])
     with pytest.raises(ValueError, match="shipped teacher"):
         _load_checkpoint("pretrained", dataclasses.replace(cfg, norm="cln"))
 
