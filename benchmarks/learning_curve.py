@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import itertools
 import statistics
 import sys
 from pathlib import Path
@@ -55,11 +56,7 @@ def without_resume_overhead(cpu_hours):
     steps = [b - a for a, b in zip([0.0, *cpu_hours], cpu_hours)]
     median = statistics.median(steps)
     kept = [min(s, median) if s > RESUME_FACTOR * median else s for s in steps]
-    total, cumulative = 0.0, []
-    for s in kept:
-        total += s
-        cumulative.append(total)
-    return cumulative, sum(steps) - sum(kept)
+    return list(itertools.accumulate(kept)), sum(steps) - sum(kept)
 
 
 def best_within(curve, budget):

@@ -280,12 +280,11 @@ def main(argv=None):
                                          sources=sources), args.lead_in)
     print(f"{len(pairs[args.snrs[0]])} mixtures per SNR x {len(args.snrs)} SNRs, "
           f"{len(enhancers)} enhancers", file=sys.stderr)
-    against = [f"ours: {label}" for label in args.against]
-    unknown = [a for a in against if a not in ours]
-    if unknown:
-        p.error(f"--against {unknown[0][6:]}: not the label of one of the models given "
-                f"({', '.join(ours)})")
-    references = (*REFERENCES, *against)
+    for label in args.against:
+        if f"ours: {label}" not in ours:
+            p.error(f"--against {label}: not the label of one of the models given "
+                    f"({', '.join(ours)})")
+    references = (*REFERENCES, *(f"ours: {label}" for label in args.against))
     results = run(enhancers, pairs, references)
     tables = {"quality and cost": quality_table(results, costs),
               **{f"paired difference to {ref}": paired_table(results, ref) for ref in references},
