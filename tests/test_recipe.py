@@ -254,6 +254,14 @@ def test_schedule_and_data_options_reach_the_config():
         450, 300, 75, 0.0)
     # The flagship's measured choices (docs/RESULTS.md section 11), unless overridden.
     assert cfg.teacher == "student_350k" and cfg.students == ("baseline", "two_step")
+    cfg = config_from_args(parse_args(["--preset", "flagship", "--learning-rate", "2e-3",
+                                       "--batch-size", "16", "--clip-seconds", "4",
+                                       "--steps-per-epoch", "50"]))
+    assert (cfg.learning_rate, cfg.batch_size, cfg.clip_seconds, cfg.steps_per_epoch) == (
+        2e-3, 16, 4.0, 50)
+    for flag in ("--learning-rate", "--clip-seconds", "--batch-size"):
+        with pytest.raises(ValueError, match="must be positive"):
+            config_from_args(parse_args(["--preset", "flagship", flag, "0"]))
 
 
 def test_kd_probe_trains_the_chosen_students_from_teacher_weights(smoke_run, tmp_path):

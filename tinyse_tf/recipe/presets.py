@@ -82,6 +82,9 @@ class RecipeConfig:
         for field in ("batch_size", "steps_per_epoch", "teacher_epochs", "test_clips"):
             if getattr(self, field) <= 0:
                 raise ValueError(f"{field} must be positive, got {getattr(self, field)}")
+        for field in ("clip_seconds", "learning_rate"):
+            if not getattr(self, field) > 0:
+                raise ValueError(f"{field} must be positive, got {getattr(self, field)}")
         kinds = (self.int8,) if isinstance(self.int8, str) else tuple(self.int8)
         if any(k not in INT8_KINDS for k in kinds) or len(set(kinds)) != len(kinds):
             raise ValueError(f"int8 must be distinct names from {', '.join(INT8_KINDS)} (none: "

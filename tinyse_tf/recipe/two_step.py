@@ -593,6 +593,13 @@ def parse_args(argv=None, prog="two_step.py"):
     p.add_argument("--student-epochs", type=int, help="epochs of each student (default: preset's)")
     p.add_argument("--step1-epochs", type=int,
                    help="of those, the two-step student's KD-only epochs (default: preset's)")
+    p.add_argument("--learning-rate", type=float, metavar="LR",
+                   help="Adam's (peak) learning rate of every stage (default: preset's)")
+    p.add_argument("--batch-size", type=int, help="training clips per step (default: preset's)")
+    p.add_argument("--clip-seconds", type=float, help="training clip length (default: preset's)")
+    p.add_argument("--steps-per-epoch", type=int,
+                   help="training steps per epoch (default: preset's); with --batch-size and "
+                        "--clip-seconds it sets the audio each epoch sees")
     p.add_argument("--kd-granularity", choices=("tf", "t", "f", "batch", "output"))
     p.add_argument("--kd-reduction", choices=("mean", "sum"),
                    help="G_tf KD over bins: mean (default) or sum, the paper's literal "
@@ -699,7 +706,9 @@ def config_from_args(args):
                       reset_optimizer=args.reset_optimizer, int8=args.int8,
                       snr_measure=args.snr_measure, students=args.students,
                       student_epochs=args.student_epochs, step1_epochs=args.step1_epochs,
-                      teacher_epochs=args.teacher_epochs, builtin_weight=args.builtin_weight)
+                      teacher_epochs=args.teacher_epochs, builtin_weight=args.builtin_weight,
+                      learning_rate=args.learning_rate, batch_size=args.batch_size,
+                      clip_seconds=args.clip_seconds, steps_per_epoch=args.steps_per_epoch)
 
 
 def _int8_check_dirs(args):
