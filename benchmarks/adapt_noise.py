@@ -15,7 +15,7 @@ error); the adapted model's exported int8 file against its float model; the adap
 and CPU time (adapt + export + report, from its ``timings.json``).
 
 ``--adapt-speech DIR`` adapts with that speech folder instead of the built-in corpus (to measure
-what the choice costs); ``--guard``, ``--gamma``, ``--general-share`` pass through to ``adapt``
+what the choice costs); ``--guard``, ``--gamma``, ``--general-share``, ``--learning-rate`` pass through to ``adapt``
 (how the default guard was chosen: ``--noise-dir`` on training-split noises, docs/ADAPT.md).
 Adaptations are kept under ``--work`` and reused when rerun (resumable).
 """
@@ -49,6 +49,7 @@ def parse_args(argv=None):
     p.add_argument("--guard", default=None)
     p.add_argument("--gamma", type=float, default=None)
     p.add_argument("--general-share", type=float, default=None)
+    p.add_argument("--learning-rate", type=float, default=None)
     p.add_argument("--clips", type=int, default=8, help="mixtures per noise and SNR")
     p.add_argument("--report-clips", type=int, default=None, help="adapt's own report's clips")
     p.add_argument("--work", type=Path, default=Path("runs/adapt_noise"))
@@ -65,7 +66,8 @@ def halves(path):
 
 def adapt_settings(args) -> dict:
     given = {"minutes": args.minutes, "guard": args.guard, "gamma": args.gamma,
-             "general_share": args.general_share, "report_clips": args.report_clips}
+             "general_share": args.general_share, "report_clips": args.report_clips,
+             "learning_rate": args.learning_rate}
     return {k: v for k, v in given.items() if v is not None}
 
 

@@ -115,6 +115,9 @@ def test_bad_options_stop_with_one_line(bad_inputs, tmp_path):
     proc = tinyse("adapt", "--noise", bad_inputs / "corrupt" / "good.wav", "-o", tmp_path / "o",
                   "--minutes", "0")
     one_line_error(proc, "minutes must be positive")
+    proc = tinyse("adapt", "--noise", bad_inputs / "corrupt" / "good.wav", "-o", tmp_path / "o",
+                  "--learning-rate", "-1")
+    one_line_error(proc, "learning_rate must be positive")
 
 
 def test_api_raises_before_writing(bad_inputs, tmp_path):

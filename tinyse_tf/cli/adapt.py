@@ -49,6 +49,8 @@ def add_parser(sub):
                    help="edgetpu (default) or micro (also TFLite Micro C sources)")
     p.add_argument("--guard", choices=GUARDS, default=d.guard,
                    help=f"forgetting guard (default {d.guard}; docs/ADAPT.md)")
+    p.add_argument("--learning-rate", type=float, default=d.learning_rate, metavar="LR",
+                   help=f"Adam's learning rate (default {d.learning_rate:g})")
     p.add_argument("--seed", type=int, default=d.seed)
     p.add_argument("-q", "--quiet", action="store_true", help="no progress lines")
     p.set_defaults(run=run)
@@ -63,7 +65,7 @@ def run(args) -> int:
         with native_stderr_captured():  # TensorFlow's C++ log lines
             result = adapt(args.noise, args.output_dir, speech=args.speech, model=args.model,
                            target=args.target, progress=not args.quiet, minutes=args.minutes,
-                           guard=args.guard, seed=args.seed)
+                           guard=args.guard, seed=args.seed, learning_rate=args.learning_rate)
     except (AudioError, DataError):
         raise
     except ValueError as e:
