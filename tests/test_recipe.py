@@ -256,9 +256,11 @@ def test_schedule_and_data_options_reach_the_config():
     assert cfg.teacher == "student_350k" and cfg.students == ("baseline", "two_step")
     cfg = config_from_args(parse_args(["--preset", "flagship", "--learning-rate", "2e-3",
                                        "--batch-size", "16", "--clip-seconds", "4",
-                                       "--steps-per-epoch", "50"]))
-    assert (cfg.learning_rate, cfg.batch_size, cfg.clip_seconds, cfg.steps_per_epoch) == (
-        2e-3, 16, 4.0, 50)
+                                       "--steps-per-epoch", "50", "--snr-range", "-10", "10"]))
+    assert (cfg.learning_rate, cfg.batch_size, cfg.clip_seconds, cfg.steps_per_epoch,
+            cfg.snr_range) == (2e-3, 16, 4.0, 50, (-10.0, 10.0))
+    with pytest.raises(ValueError, match="low < high"):
+        config_from_args(parse_args(["--preset", "flagship", "--snr-range", "5", "5"]))
     for flag in ("--learning-rate", "--clip-seconds", "--batch-size"):
         with pytest.raises(ValueError, match="must be positive"):
             config_from_args(parse_args(["--preset", "flagship", flag, "0"]))

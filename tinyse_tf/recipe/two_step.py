@@ -600,6 +600,9 @@ def parse_args(argv=None, prog="two_step.py"):
     p.add_argument("--steps-per-epoch", type=int,
                    help="training steps per epoch (default: preset's); with --batch-size and "
                         "--clip-seconds it sets the audio each epoch sees")
+    p.add_argument("--snr-range", type=float, nargs=2, metavar=("LOW", "HIGH"),
+                   help="SNR range of the training and validation mixtures, dB, drawn uniformly "
+                        "(default: preset's, -5 15); test sets keep their fixed SNRs")
     p.add_argument("--kd-granularity", choices=("tf", "t", "f", "batch", "output"))
     p.add_argument("--kd-reduction", choices=("mean", "sum"),
                    help="G_tf KD over bins: mean (default) or sum, the paper's literal "
@@ -708,7 +711,8 @@ def config_from_args(args):
                       student_epochs=args.student_epochs, step1_epochs=args.step1_epochs,
                       teacher_epochs=args.teacher_epochs, builtin_weight=args.builtin_weight,
                       learning_rate=args.learning_rate, batch_size=args.batch_size,
-                      clip_seconds=args.clip_seconds, steps_per_epoch=args.steps_per_epoch)
+                      clip_seconds=args.clip_seconds, steps_per_epoch=args.steps_per_epoch,
+                      snr_range=tuple(args.snr_range) if args.snr_range else None)
 
 
 def _int8_check_dirs(args):
