@@ -283,6 +283,40 @@ def test_kd_probe_trains_the_chosen_students_from_teacher_weights(smoke_run, tmp
     assert not (out / "report").exists()
 
 
+def test_keep_best_stage_keeps_the_better_of_best_epoch_and_tail_average(smoke_run, tmp_path):
+    import numpy as np
+
+    from tinyse_tf.distill import Distiller
+    from tinyse_tf.models import build_cruse
+    from tinyse_tf.recipe.presets import get_preset
+    from tinyse_tf.recipe.two_step import open_run
+    from tinyse_tf._tf import keras
+
+    base, _, _ = smoke_run
+    cfg = get_preset("smoke", keep="best", lr_schedule="cosine", student_epochs=5,
+                     students=("baseline",))
+    r = open_run("smoke", cfg, tmp_path / "run", data_dir=base / "data", verbose=0)
+    model = r.train_student("student", "baseline",
+                            r.student_builder(cfg.student, cfg.norm, cfg.seed, "init.h5"), None)
+    workdir = tmp_path / "run" / "train" / "student"
+    kept = json.loads((workdir / "kept.json").read_text())
+    assert kept["average"]["epochs"] == [5, 5]  # the last fifth of 5 epochs
+    assert kept["kept"] == ("average" if kept["average"]["val_si_sdr"] >
+                            kept["best"]["val_si_sdr"] else "best")
+    # Like with like: the best epoch's weights, scored again, give the score it was kept for.
+    best = build_cruse(cfg.student, norm=cfg.norm)
+    best.load_weights(workdir / "best.h5")
+    distiller = Distiller(best)
+    distiller.compile(optimizer=keras.optimizers.Adam())
+    logs = distiller.evaluate(r.dataset("valid", 1), steps=cfg.validation_steps,
+                              return_dict=True, verbose=0)
+    assert logs["si_sdr"] == pytest.approx(kept["best"]["val_si_sdr"], abs=1e-3)
+    chosen = build_cruse(cfg.student, norm=cfg.norm)
+    chosen.load_weights(workdir / ("average.h5" if kept["kept"] == "average" else "best.h5"))
+    for a, b in zip(model.get_weights(), chosen.get_weights()):
+        np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
+
+
 def test_same_folder_relative_or_absolute_or_other_students_is_the_same_run(
         smoke_run, tmp_path, capsys, monkeypatch):
     from tinyse_tf.recipe.two_step import main

@@ -48,6 +48,36 @@ def test_keep_best_saves_the_best_eligible_epoch_and_resumes(tmp_path):
         again.on_epoch_end(4, {"loss": 1.0})
 
 
+def test_average_weights_is_the_mean_of_the_tail_and_resumes_without_double_counting(tmp_path):
+    from tinyse_tf.models import build_cruse
+    from tinyse_tf.training import AverageWeights
+
+    model = build_cruse("student_30k", seed=0)
+    start = [w.copy() for w in model.get_weights()]
+    seen = {}
+    average = AverageWeights(model, tmp_path, first_epoch=2)
+    for epoch in range(4):  # epochs 0 and 1 are before the tail
+        model.set_weights([w + epoch for w in start])
+        seen[epoch] = model.get_weights()
+        average.on_epoch_end(epoch)
+    assert average.epochs == (3, 4)
+    # Interrupted after epoch 4 and resumed: epoch 4 (0-based 3) is redone, then epoch 5.
+    again = AverageWeights(model, tmp_path, first_epoch=2)
+    assert again.epochs == (3, 4)
+    model.set_weights([w + 100 for w in start])  # a redone epoch must not count twice
+    again.on_epoch_end(3)
+    model.set_weights([w + 4 for w in start])
+    seen[4] = model.get_weights()
+    again.on_epoch_end(4)
+    assert again.epochs == (3, 5)
+    for a, b in zip(model.get_weights(), seen[4]):  # writing the file put the weights back
+        np.testing.assert_array_equal(a, b)
+    model.load_weights(again.path)
+    for i, got in enumerate(model.get_weights()):
+        want = np.mean([seen[e][i] for e in (2, 3, 4)], axis=0)
+        np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-6)
+
+
 def test_teacher_checkpoint_pretrained_is_the_shipped_teacher():
     from tinyse_tf.recipe.two_step import _load_checkpoint
 

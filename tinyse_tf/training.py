@@ -11,8 +11,10 @@ import os
 import pathlib
 import time
 
+import numpy as np
+
 from tinyse_tf._tf import keras, tf
-from tinyse_tf.atomic import atomic_path, atomic_write_json
+from tinyse_tf.atomic import atomic_open, atomic_path, atomic_write_json
 
 STRATEGIES = ("default", "mirrored", "multiworker")
 
@@ -115,6 +117,59 @@ class KeepBest(keras.callbacks.Callback):
             with atomic_path(self.path) as tmp:
                 self.target.save_weights(tmp)
             atomic_write_json(self.record_path, self.best)
+
+
+class AverageWeights(keras.callbacks.Callback):
+    """Running mean of ``model``'s weights at the end of every epoch from ``first_epoch``
+    (0-based) on: checkpoint averaging along the tail of a decaying learning rate (Izmailov et
+    al. 2018, stochastic weight averaging). Kept in ``<workdir>/average.npz`` (the mean in
+    float64 and the 1-based ``epochs`` it spans) and as weights in ``average.h5``; a resumed
+    stage continues the mean, and an epoch redone after an interruption is not counted twice.
+    ``epochs`` is None until the first epoch is averaged."""
+
+    def __init__(self, model, workdir, first_epoch, write=True):
+        super().__init__()
+        self.target, self.first_epoch, self.write = model, first_epoch, write
+        self.path = pathlib.Path(workdir) / "average.h5"
+        self.state_path = self.path.with_suffix(".npz")
+        self.mean, self.epochs = None, None
+        if self.state_path.exists():
+            with np.load(self.state_path) as state:
+                self.epochs = tuple(int(e) for e in state["epochs"])
+                self.mean = [state[f"w{i}"] for i in range(len(state.files) - 1)]
+
+    def on_epoch_end(self, epoch, logs=None):
+        if epoch < self.first_epoch or (self.epochs and epoch + 1 <= self.epochs[1]):
+            return
+        weights = [w.astype(np.float64) for w in self.target.get_weights()]
+        if self.mean is None:
+            self.mean, self.epochs = weights, (epoch + 1, epoch + 1)
+        else:
+            self.epochs = (self.epochs[0], epoch + 1)
+            count = self.epochs[1] - self.epochs[0] + 1
+            self.mean = [m + (w - m) / count for m, w in zip(self.mean, weights)]
+        if self.write:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            with atomic_open(self.state_path, "wb") as f:
+                np.savez(f, epochs=np.array(self.epochs),
+                         **{f"w{i}": m for i, m in enumerate(self.mean)})
+            self.save(self.path)
+
+    def load_mean(self):
+        """Set the model's weights to the mean."""
+        self.target.set_weights([m.astype(w.dtype)
+                                 for m, w in zip(self.mean, self.target.get_weights())])
+
+    def save(self, path):
+        """Write the mean as the model's weights file ``path`` (atomically); the model's own
+        weights are put back."""
+        current = self.target.get_weights()
+        self.load_mean()
+        try:
+            with atomic_path(path) as tmp:
+                self.target.save_weights(tmp)
+        finally:
+            self.target.set_weights(current)
 
 
 class WallBudget(keras.callbacks.Callback):

@@ -176,7 +176,7 @@ class Run:
         from tinyse_tf._tf import keras
         from tinyse_tf.distill import Distiller
         from tinyse_tf.models import float32_copy
-        from tinyse_tf.training import KeepBest, fit_resumable
+        from tinyse_tf.training import AverageWeights, KeepBest, fit_resumable
 
         path = self.models_dir / f"{stage}.keras"
         if path.exists():
@@ -197,19 +197,22 @@ class Run:
             distiller.compile(optimizer=keras.optimizers.Adam(self._learning_rate(epochs)),
                               jit_compile=jit)
         workdir = self.out / "train" / stage
-        keep = (KeepBest(student, workdir, "val_si_sdr", first_eligible_epoch, self.is_chief)
-                if self.cfg.keep == "best" else None)
+        keep = average = None
+        if self.cfg.keep == "best":
+            keep = KeepBest(student, workdir, "val_si_sdr", first_eligible_epoch, self.is_chief)
+            # The mean of the last fifth of the (eligible) epochs competes with the best epoch.
+            average = AverageWeights(student, workdir, max(first_eligible_epoch,
+                                                           epochs - max(1, epochs // 5)),
+                                     self.is_chief)
         # Every stage sees the same training stream (seed), so students differ only by objective.
         data = dict(seed=seed, snr_measure=snr_measure)
         fit_resumable(distiller, lambda start: self.dataset("train", 0, start_batch=start, **data),
                       epochs=epochs, steps_per_epoch=self.cfg.steps_per_epoch,
-                      workdir=workdir, callbacks=[*callbacks, *([keep] if keep else [])],
+                      workdir=workdir, callbacks=[*callbacks, *([keep, average] if keep else [])],
                       validation_data=self.dataset("valid", 1, **data),
                       validation_steps=self.cfg.validation_steps, verbose=self.verbose, log=log)
         if keep is not None and keep.best:
-            student.load_weights(keep.path)
-            log(f"{stage}: keeping epoch {keep.best['epoch']} of {epochs} (validation SI-SDR "
-                f"{keep.best['val_si_sdr']:.2f} dB)")
+            self._keep_best_or_average(stage, distiller, keep, average, epochs, data)
         if self.speed["mixed_precision"]:  # saved and exported in float32
             student = float32_copy(student)
         if self.is_chief:
@@ -217,6 +220,29 @@ class Run:
         self.timings[f"train_{stage}_s"] = round(time.time() - t0, 1)
         log(f"{stage}: trained in {self.timings[f'train_{stage}_s']} s -> {path}")
         return student
+
+    def _keep_best_or_average(self, stage, distiller, keep, average, epochs, data):
+        """Load the better of the best epoch's weights and the average of the last epochs into
+        the stage's student, by validation SI-SDR (the stream every epoch was scored on); the
+        choice is recorded in ``train/<stage>/kept.json``."""
+        student, kept = distiller.student, {"best": keep.best}
+        if average.epochs:
+            average.load_mean()
+            logs = distiller.evaluate(self.dataset("valid", 1, **data),
+                                      steps=self.cfg.validation_steps, return_dict=True, verbose=0)
+            kept["average"] = {"epochs": list(average.epochs),
+                               "val_si_sdr": float(logs["si_sdr"])}
+        use_average = "average" in kept and \
+            kept["average"]["val_si_sdr"] > keep.best["val_si_sdr"]
+        kept["kept"] = "average" if use_average else "best"
+        if not use_average:
+            student.load_weights(keep.path)
+        if self.is_chief:
+            atomic_write_json(keep.path.with_name("kept.json"), kept)
+        what = (f"the mean of epochs {kept['average']['epochs'][0]}-{kept['average']['epochs'][1]}"
+                if use_average else f"epoch {keep.best['epoch']}")
+        others = "; ".join(f"{k}: {v['val_si_sdr']:.2f} dB" for k, v in kept.items() if k != "kept")
+        log(f"{stage}: keeping {what} of {epochs} by validation SI-SDR ({others})")
 
     def _learning_rate(self, epochs):
         """Adam's learning rate: the config's, constant or cosine-decayed to a tenth over the
