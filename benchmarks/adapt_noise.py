@@ -135,8 +135,11 @@ def main(argv=None):
             "load_average_after": os.getloadavg(),  # the machine was shared: 1 / 5 / 15 min
         }
         print(row(name, results[name]), flush=True)
+        # What adapt ran with, defaults included (they change between versions).
+        effective = json.loads((run.out / "settings.json").read_text())["config"]
         report = {"machine": machine(), "date": time.strftime("%Y-%m-%d"), "argv": sys.argv[1:],
-                  "settings": settings, "clips": args.clips, "noises": results,
+                  "settings": settings, "adapt_config": effective, "clips": args.clips,
+                  "noises": results,
                   "summary": summary(results)}
         if args.json:  # after every noise, so a long run that is stopped keeps what it did
             emit_json(report, args.json)
