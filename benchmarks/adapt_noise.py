@@ -15,8 +15,9 @@ error); the adapted model's exported int8 file against its float model; the adap
 and CPU time (adapt + export + report, from its ``timings.json``).
 
 ``--adapt-speech DIR`` adapts with that speech folder instead of the built-in corpus (to measure
-what the choice costs); ``--guard``, ``--gamma``, ``--general-share``, ``--learning-rate`` pass through to ``adapt``
-(how the default guard was chosen: ``--noise-dir`` on training-split noises, docs/ADAPT.md).
+what the choice costs); ``--guard``, ``--gamma``, ``--general-share``, ``--learning-rate`` pass
+through to ``adapt`` (how the default guard was chosen: ``--noise-dir`` on training-split noises,
+docs/ADAPT.md).
 Adaptations are kept under ``--work`` and reused when rerun (resumable).
 """
 from __future__ import annotations

@@ -149,7 +149,6 @@ class AverageWeights(keras.callbacks.Callback):
             count = self.epochs[1] - self.epochs[0] + 1
             self.mean = [m + (w - m) / count for m, w in zip(self.mean, weights)]
         if self.write:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
             with atomic_open(self.state_path, "wb") as f:
                 np.savez(f, epochs=np.array(self.epochs),
                          **{f"w{i}": m for i, m in enumerate(self.mean)})
