@@ -120,8 +120,9 @@ def test_second_call_returns_at_once_and_other_settings_are_refused(tmp_path):
     detour = tmp_path / "d" / ".."
     prepare_data(detour / speech.name, detour / noise.name, tmp_path / "d", progress=False)
     assert {p: p.stat().st_mtime_ns for p in (tmp_path / "d").rglob("*")} == stamps
-    with pytest.raises(DataError, match="seed: 0 here, 1 asked"):
-        prepare_data(speech, noise, tmp_path / "d", seed=1, progress=False)
+    with pytest.raises(DataError, match="seed: 0 here, 1 asked") as refused:
+        prepare_data(detour / speech.name, noise, tmp_path / "d", seed=1, progress=False)
+    assert "speech_dir" not in str(refused.value)  # the same folder is not named as a difference
     (tmp_path / "mine").mkdir()
     (tmp_path / "mine" / "notes.txt").write_text("keep me")
     with pytest.raises(DataError, match="refusing to overwrite"):

@@ -202,10 +202,11 @@ def _prepare(root: Path, source: dict, shard_mb: float, progress: bool,
     for name, what in (("manifest.json", "data prepared"), ("plan.json", "a preparation")):
         record = _fs.read_json(root / name)
         if isinstance(record, dict) and record.get("kind") == PREPARED_KIND:
-            if _canonical(record.get("params")) != _canonical(params):
+            there, here = _canonical(record.get("params")), _canonical(params)
+            if there != here:
                 raise DataError(f"{root} holds {what} from other sources or with other settings "
-                                f"({_differences(record.get('params'), params)}); choose another "
-                                "folder or delete it")
+                                f"({_differences(there, here)}); choose another folder or "
+                                "delete it")
             records[name] = record
     if "manifest.json" in records:
         return load_prepared(root)
