@@ -281,6 +281,14 @@ def test_kd_probe_trains_the_chosen_students_from_teacher_weights(smoke_run, tmp
     rows = (out / "train" / "two_step" / "history.csv").read_text().splitlines()[1:]
     assert len(rows) == 3
     assert not (out / "report").exists()
+    # A run's saved teacher (.keras) works too, in a fresh process (custom layers registered).
+    saved = smoke_run[1] / "models" / "teacher.keras"
+    proc = _recipe("--preset", "smoke", "--out", str(tmp_path / "from_keras"), "--data-dir",
+                   str(base / "data"), "--teacher-checkpoint", str(saved), "--students",
+                   "two_step", "--student-epochs", "2", "--step1-epochs", "1", "--stop-after",
+                   "students", "--quiet")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert f"teacher: reusing {saved}" in proc.stdout
 
 
 def test_keep_best_stage_keeps_the_better_of_best_epoch_and_tail_average(smoke_run, tmp_path):

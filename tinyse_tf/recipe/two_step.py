@@ -564,6 +564,8 @@ def _load_checkpoint(path, cfg):
                              f"model with norm {cfg.norm!r} ({type(err).__name__}); pass the "
                              "--teacher and --norm it was trained with") from err
         return teacher
+    import tinyse_tf.models  # noqa: F401  registers the custom layers a .keras file names
+
     try:
         return keras.models.load_model(path)
     except Exception as err:  # Keras raises many types for a bad file; report one line
