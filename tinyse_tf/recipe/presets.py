@@ -79,10 +79,8 @@ class RecipeConfig:
             raise ValueError(f"students must be distinct names from {', '.join(STUDENT_METHODS)}; "
                              f"got {', '.join(map(str, students)) or 'none'}")
         object.__setattr__(self, "students", tuple(m for m in STUDENT_METHODS if m in students))
-        for field in ("batch_size", "steps_per_epoch", "teacher_epochs", "test_clips"):
-            if getattr(self, field) <= 0:
-                raise ValueError(f"{field} must be positive, got {getattr(self, field)}")
-        for field in ("clip_seconds", "learning_rate"):
+        for field in ("batch_size", "steps_per_epoch", "teacher_epochs", "test_clips",
+                      "clip_seconds", "learning_rate"):
             if not getattr(self, field) > 0:
                 raise ValueError(f"{field} must be positive, got {getattr(self, field)}")
         low, high = self.snr_range
