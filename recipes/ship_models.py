@@ -15,6 +15,10 @@ of its CRUSE preset) and the run's recipe preset (``student_62k_two_step_flagshi
 shipped .tflite files are byte copies of the run's, so the benchmark can equally be run on them
 after shipping (``python benchmarks/vs_peers.py``, as README's table is).
 
+A run that reused the teacher of an earlier run (``--teacher-checkpoint RUN0/models/teacher.keras``,
+e.g. a long teacher run, then the students) ships too: the teacher's card takes its schedule,
+training cost and kept epoch from RUN0, and both cards print the two commands that reproduce them.
+
 Writes the two-step student (Keras weights, streaming int8 PTQ and float32 .tflite with their
 I/O contracts) and the teacher (Keras weights in float16) into ``--into`` (default
 tinyse_tf/shipped), ``models.json`` there (sizes, SHA-256; the names stay ``student`` and
@@ -157,6 +161,12 @@ def training_cost(run, stage, timings) -> tuple[str, str | None]:
     return "training time not recorded", None
 
 
+def read_timings(run) -> dict:
+    """A run's ``timings.json`` (seconds per stage), {} if there is none."""
+    path = run / "timings.json"
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
 def kept_epoch(run, stage) -> str:
     """Which epoch's weights the stage kept, with its validation SI-SDR."""
     best = run / "train" / stage / "best.json"
@@ -183,8 +193,8 @@ def card(name, title, run, cfg, commit, report, rows, files, extra):
     return f"""# {title}
 
 Shipped as `tinyse_tf.pretrained("{name}")`{' and the default model of `tinyse enhance`' if name == 'student' else ''}.
-Written by `python recipes/ship_models.py {run}` from a `--preset {cfg['preset']}` run of the recipe
-at commit `{commit}`.
+Written by `python recipes/ship_models.py {run}` from the recipe run under "Reproduce", at commit
+`{commit}`.
 
 ## Files ({extra['folder']}/)
 
@@ -207,6 +217,9 @@ rooms, RT60 0.2-0.8 s; target = direct path + 50 ms), random EQ {cfg.get("eq_pro
 {schedule}; {cfg['steps_per_epoch']} steps of batch {cfg['batch_size']} per epoch; Adam,
 learning rate {cfg['learning_rate']} {lr_schedule}{extra['decay']}; {extra['kept']}.
 Seed {cfg['seed']}. Trained on the 2 cores of an AMD EPYC VM (no GPU): {extra['train']}.
+
+## Reproduce
+{extra['reproduce']}
 
 ## Metrics
 The run's test set: {cfg['test_clips']} speakers of `speech/test` × the `noise/test` noises at
@@ -238,10 +251,7 @@ def missing_input(run, data_note, benchmark) -> str | None:
     needs = [("config.json", "no config.json, so not a recipe run folder",
               "give the --out folder of a recipes/two_step.py run"),
              ("report/report.json", "no test-set report: the run has not finished", FINISH),
-             ("models/two_step.keras", "no trained two-step student", FINISH),
-             ("models/teacher.keras", ("no trained teacher (a --teacher-checkpoint run reuses "
-                                       "one and saves none)"),
-              "ship a run that trained its teacher")]
+             ("models/two_step.keras", "no trained two-step student", FINISH)]
     for _, exported, what in EXPORTS:
         for suffix in (".tflite", ".io_contract.json"):
             needs.append((f"export/two_step_stream_{exported}{suffix}",
@@ -254,6 +264,42 @@ def missing_input(run, data_note, benchmark) -> str | None:
         if path and not pathlib.Path(path).is_file():
             return f"{path}: no such file; give {flag} an existing file"
     return None
+
+
+def teacher_run(run, cfg) -> pathlib.Path:
+    """The run folder that trained the teacher: ``run`` itself, or for a ``--teacher-checkpoint``
+    run, the recipe run whose ``models/teacher.keras`` that checkpoint is (its config.json and
+    training history go into the teacher's card). ValueError (one line) for any other."""
+    checkpoint = cfg.get("teacher_checkpoint")
+    if not checkpoint:
+        if not (run / "models" / "teacher.keras").is_file():
+            raise ValueError(f"{run / 'models' / 'teacher.keras'}: no trained teacher; {FINISH}")
+        return run
+    source = pathlib.Path(checkpoint)
+    if not (source.name == "teacher.keras" and source.parent.name == "models"
+            and (source.parents[1] / "config.json").is_file() and source.is_file()):
+        raise ValueError(f"{run / 'config.json'}: its teacher ({checkpoint}) is not the "
+                         "models/teacher.keras of a recipe run folder on this machine; ship a run "
+                         "that trained its teacher, or one whose --teacher-checkpoint is such a file")
+    return source.parents[1]
+
+
+def reproduce(run, cfg, teacher_dir, teacher_cfg, name) -> str:
+    """Markdown: the recipes/two_step.py command(s) that reproduce model ``name``: the run's, or
+    for students that reused a teacher run's teacher, that run's (with --stop-after teacher)
+    and then theirs."""
+    from tinyse_tf.recipe.command import recipe_command
+
+    students = recipe_command(cfg, shown(run), shown)
+    if teacher_dir == run:
+        return f"```bash\n{students}\n```"
+    teacher = recipe_command(teacher_cfg, shown(teacher_dir), shown,
+                             extra=["--stop-after", "teacher"])
+    if name == "teacher":
+        return (f"Its own run (the students' run `{shown(run)}` reused it with "
+                f"`--teacher-checkpoint`):\n```bash\n{teacher}\n```")
+    return ("Two runs, the teacher's and then the students' reusing it (`--teacher-checkpoint`; "
+            f"finished stages are skipped on a rerun):\n```bash\n{teacher}\n{students}\n```")
 
 
 def data_note(preset, path) -> str:
@@ -337,14 +383,15 @@ def main(argv=None):
         if "preset" not in cfg:
             raise ValueError(f"{run / 'config.json'}: no recipe preset in it; give the --out "
                              "folder of a recipes/two_step.py run")
-        note = data_note(cfg["preset"], args.data_note)
+        teacher_dir = teacher_run(run, cfg)
+        teacher_cfg = json.loads((teacher_dir / "config.json").read_text())
+        notes = {"student": data_note(cfg["preset"], args.data_note),
+                 "teacher": data_note(teacher_cfg.get("preset"), args.data_note)}
         previous = read_registry(registry_path)
     except ValueError as err:
         print(f"{PROG}: error: {err}", file=sys.stderr)
         return 2
     report = json.loads((run / "report" / "report.json").read_text())
-    timings_path = run / "timings.json"
-    timings = json.loads(timings_path.read_text()) if timings_path.is_file() else {}
     commit = args.commit or subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short",
                                             "HEAD"], capture_output=True, text=True).stdout.strip()
     bench = json.loads(pathlib.Path(args.benchmark).read_text()) if args.benchmark else None
@@ -355,33 +402,36 @@ def main(argv=None):
     from tinyse_tf.models.complexity import count_params
 
     folder.mkdir(parents=True, exist_ok=True)
-    teacher_cost, teacher_short = training_cost(run, "teacher", timings)
+    teacher_cost, teacher_short = training_cost(teacher_dir, "teacher", read_timings(teacher_dir))
     registry = {}
     for name, stage, dtype, what, tag, rows in STAGES:
-        model_preset = cfg[name]  # config.json's "student" / "teacher": a CRUSE preset
+        # The run that trained this model: the teacher's may be another (--teacher-checkpoint).
+        stage_run, stage_cfg = (teacher_dir, teacher_cfg) if name == "teacher" else (run, cfg)
+        model_preset = stage_cfg[name]  # config.json's "student" / "teacher": a CRUSE preset
         n_params = count_params(model_preset)
         stem = f"{name}_{size_label(n_params)}_{tag}{cfg['preset']}"
         title = f"{size_label(n_params, title=True)} {what} ({cfg['preset']})"
-        model = keras.models.load_model(run / "models" / f"{stage}.keras")
+        model = keras.models.load_model(stage_run / "models" / f"{stage}.keras")
         files = ship_model(model, run, stage, stem, dtype, folder)
         train = teacher_cost if name == "teacher" else (
-            training_cost(run, stage, timings)[0]
+            training_cost(run, stage, read_timings(run))[0]
             + (f", plus the teacher's {teacher_short}" if teacher_short else
                " (plus the teacher's, not recorded)"))
         # MACs counted on the float32 streaming file: the shipped one for the student (what
         # macs_per_frame converts in memory, seconds per model), the teacher's converted.
         macs = (sum(weight_macs((folder / files["float32"]["file"]).read_bytes()).values())
                 if "float32" in files else macs_per_frame(model_preset))
-        extra = {"kept": kept_epoch(run, stage), "train": train, "data": note,
+        extra = {"kept": kept_epoch(stage_run, stage), "train": train, "data": notes[name],
+                 "reproduce": reproduce(run, cfg, teacher_dir, teacher_cfg, name),
                  "params": n_params, "macs": macs,
                  "folder": shown(folder),
                  "bench": benchmark_table(bench) if name == "student" else
                  "Not exported for devices (a training target for your own students)."}
         card_path = cards / f"{name}.md"
-        atomic_write_text(card_path, card(name, title, shown(run), cfg, commit, report, rows,
-                                          files, extra))
+        atomic_write_text(card_path, card(name, title, shown(run), stage_cfg, commit, report,
+                                          rows, files, extra))
         registry[name] = {"description": title, "card": shown(card_path),
-                          "build": {"preset": model_preset, "norm": cfg["norm"]},
+                          "build": {"preset": model_preset, "norm": stage_cfg["norm"]},
                           "commit": commit, "files": files}
     atomic_write_json(registry_path, {"models": registry})
     removed = remove_unlisted(folder, previous, registry)

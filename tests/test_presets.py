@@ -175,3 +175,45 @@ def test_speed_settings_pick_per_device_and_obey_the_user():
         speed_settings(jit="yes")
     args = parse_args(["--jit", "off", "--mixed-precision", "off"])
     assert (args.jit, args.mixed_precision) == ("off", "off")
+
+
+@pytest.mark.parametrize("argv", [
+    ["--preset", "smoke"],
+    ["--preset", "flagship", "--teacher-epochs", "450", "--student-epochs", "300",
+     "--step1-epochs", "75", "--clip-seconds", "1", "--steps-per-epoch", "200",
+     "--learning-rate", "3e-05", "--snr-range", "-10", "7.5", "--builtin-weight", "0"],
+    ["--preset", "demo", "--no-kd-normalize", "--kd-layers", "mask,enc_2", "--reset-optimizer",
+     "--int8", "none", "--students", "baseline", "--teacher", "student_350k", "--seed", "3",
+     "--kd-reduction", "sum", "--snr-measure", "loudness", "--norm", "cln"],
+])
+def test_recipe_command_reproduces_the_runs_config(argv):
+    """The command a model card prints for a run's config.json parses back to that config."""
+    import shlex
+
+    from tinyse_tf.recipe.command import recipe_command
+
+    cfg = config_from_args(parse_args(argv))
+    record = json.loads(json.dumps({"preset": argv[1], **dataclasses.asdict(cfg),
+                                    "speech_dir": "/data/my speech", "noise_dir": None,
+                                    "teacher_checkpoint": "pretrained"}))
+    command = recipe_command(record, "runs/x", show=lambda p: "../" + p.split("/")[-1],
+                             extra=["--stop-after", "students"])
+    words = shlex.split(command)
+    assert words[:2] == ["python", "recipes/two_step.py"] and words[-4:] == [
+        "--out", "runs/x", "--stop-after", "students"]
+    args = parse_args(words[2:])
+    assert config_from_args(args) == cfg
+    assert (args.speech_dir, args.noise_dir, args.teacher_checkpoint) == (
+        "../my speech", None, "pretrained")
+    if argv == ["--preset", "smoke"]:  # only what differs from the preset is spelled out
+        assert words[2:-4] == ["--preset", "smoke", "--speech-dir", "../my speech",
+                               "--teacher-checkpoint", "pretrained"]
+
+
+def test_recipe_command_refuses_a_config_the_command_line_cannot_give():
+    from tinyse_tf.recipe.command import recipe_command
+
+    record = json.loads(json.dumps({"preset": "demo", **dataclasses.asdict(
+        get_preset("demo", validation_steps=3))}))
+    with pytest.raises(ValueError, match="validation_steps differ from the demo preset"):
+        recipe_command(record, "runs/x")

@@ -135,6 +135,54 @@ def test_ship_models_ships_a_smoke_run_into_a_folder(smoke_run, tmp_path, monkey
         np.testing.assert_array_equal(got, want.astype(np.float16).astype(np.float32))
 
 
+def test_ship_models_ships_a_run_that_reused_another_runs_teacher(smoke_run, tmp_path):
+    """A students' run with --teacher-checkpoint RUN0/models/teacher.keras ships: the teacher's
+    card takes its schedule and history from RUN0, and the cards print both commands, which
+    parse back to the two runs' configurations. A checkpoint that is no run's teacher: one line."""
+    import shlex
+    import shutil
+
+    from tinyse_tf.recipe.two_step import config_from_args, parse_args
+
+    _, teacher_run, _ = smoke_run
+    run = tmp_path / "students"
+    for rel in ("report", "export", "train/two_step", "train/student"):
+        shutil.copytree(teacher_run / rel, run / rel)
+    (run / "models").mkdir()
+    shutil.copy(teacher_run / "models" / "two_step.keras", run / "models")
+    cfg = {**json.loads((teacher_run / "config.json").read_text()), "student_epochs": 5,
+           "teacher_checkpoint": str(teacher_run / "models" / "teacher.keras")}
+    (run / "config.json").write_text(json.dumps(cfg))
+    note = tmp_path / "note.md"
+    note.write_text("Data: the smoke preset's built-in corpus (generated, no licence terms).\n")
+    args = ["--into", str(tmp_path / "shipped"), "--cards", str(tmp_path / "cards"),
+            "--data-note", str(note), "--commit", "abc1234"]
+    proc = _recipe(str(run), *args, script="ship_models.py", timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    cards = {name: (tmp_path / "cards" / f"{name}.md").read_text()
+             for name in ("student", "teacher")}
+
+    def commands(text):
+        block = text.split("```bash\n")[1].split("\n```")[0]
+        return [shlex.split(line) for line in block.splitlines()]
+
+    teacher_cmd, students_cmd = commands(cards["student"])
+    assert commands(cards["teacher"]) == [teacher_cmd]
+    assert teacher_cmd[-2:] == ["--stop-after", "teacher"]
+    assert config_from_args(parse_args(teacher_cmd[2:])).student_epochs == 4  # RUN0's (smoke)
+    students = parse_args(students_cmd[2:])
+    assert config_from_args(students).student_epochs == 5 and students.teacher_checkpoint
+    teacher_epochs = len((teacher_run / "train" / "teacher" / "history.csv").read_text()
+                         .splitlines()) - 1
+    assert f"the last epoch is kept (epoch {teacher_epochs}" in cards["teacher"]
+    assert "CPU h" in cards["teacher"] and "plus the teacher's" in cards["student"]
+    # A teacher checkpoint that is not a run's models/teacher.keras is refused in one line.
+    (run / "config.json").write_text(json.dumps({**cfg, "teacher_checkpoint": str(note)}))
+    proc = _recipe(str(run), *args, script="ship_models.py")
+    (line,) = proc.stderr.strip().splitlines()
+    assert proc.returncode == 2 and "is not the models/teacher.keras of a recipe run" in line
+
+
 def test_ship_models_refuses_an_unfinished_run_with_one_line(tmp_path):
     """A run folder without report.json, and a preset without a built-in data note and no
     --data-note: one line naming the missing file or option, exit 2, nothing written."""

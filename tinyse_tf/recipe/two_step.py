@@ -26,6 +26,7 @@ import time
 
 from tinyse_tf.atomic import atomic_path, atomic_write_json
 from tinyse_tf.data.mixing import SNR_MEASURES
+from tinyse_tf.recipe.command import config_overrides
 from tinyse_tf.recipe.presets import (LEGACY_VALUES, PRESETS, SPEED_CHOICES, get_preset,
                                       speed_settings)
 
@@ -730,17 +731,7 @@ def open_run(preset, cfg, out, speech_dir=None, noise_dir=None, data_dir=None,
 
 def config_from_args(args):
     """The RecipeConfig of parsed arguments: the preset with the options given."""
-    return get_preset(args.preset, student=args.student, teacher=args.teacher,
-                      kd_granularity=args.kd_granularity,
-                      seed=args.seed, norm=args.norm, kd_reduction=args.kd_reduction,
-                      kd_normalize=args.kd_normalize, kd_layers=args.kd_layers,
-                      reset_optimizer=args.reset_optimizer, int8=args.int8,
-                      snr_measure=args.snr_measure, students=args.students,
-                      student_epochs=args.student_epochs, step1_epochs=args.step1_epochs,
-                      teacher_epochs=args.teacher_epochs, builtin_weight=args.builtin_weight,
-                      learning_rate=args.learning_rate, batch_size=args.batch_size,
-                      clip_seconds=args.clip_seconds, steps_per_epoch=args.steps_per_epoch,
-                      snr_range=tuple(args.snr_range) if args.snr_range else None)
+    return get_preset(args.preset, **config_overrides(args))
 
 
 def _int8_check_dirs(args):
