@@ -35,10 +35,10 @@ STREAM_MAX_LSB = 16
 STREAM_MEAN_LSB = 8.0
 ROUNDING_OPS = {"CONV_2D", "FULLY_CONNECTED", "MUL", "MEAN"}
 #: The shipped (trained) student, closed loop, TFLM vs LiteRT's default kernels: docs/MICRO.md
-#: (flagship student: measured max 68 LSB on real recordings, 46 on random features; mean 13.4
-#: and 14.0). The bound depends on the weights: re-measure it when the shipped model changes.
-SHIPPED_MAX_LSB = 68
-SHIPPED_MEAN_LSB = 16.0
+#: (shipped student: measured max 76 LSB on real recordings, 53 on random features; mean 18.6
+#: and 17.3). The bound depends on the weights: re-measure it when the shipped model changes.
+SHIPPED_MAX_LSB = 76
+SHIPPED_MEAN_LSB = 19.0
 
 
 def tinyse(*args):
@@ -204,7 +204,7 @@ def test_tflm_differs_from_litert_reference_kernels_only_in_fully_connected(micr
 def test_shipped_student_stream_vs_litert_within_the_stated_bound():
     """The shipped int8 student, 300 frames of random int8 features, states fed back in each
     runtime: TFLM's masks stay within the bound docs/MICRO.md states for it (measured with
-    benchmarks/micro_fidelity.py: max 46 LSB on random features, 68 on real recordings)."""
+    benchmarks/micro_fidelity.py: max 53 LSB on random features, 76 on real recordings)."""
     from tinyse_tf import pretrained_file
     from tinyse_tf.runtime import run_frames
     from tinyse_tf.runtime.tflite import TfliteFrameModel
