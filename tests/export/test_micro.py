@@ -203,8 +203,8 @@ def test_tflm_differs_from_litert_reference_kernels_only_in_fully_connected(micr
 
 def test_shipped_student_stream_vs_litert_within_the_stated_bound():
     """The shipped int8 student, 300 frames of random int8 features, states fed back in each
-    runtime: TFLM's masks stay within the bound docs/MICRO.md states for it (measured with
-    benchmarks/micro_fidelity.py: max 53 LSB on random features, 76 on real recordings)."""
+    runtime: TFLM's masks stay within the bound docs/MICRO.md states for it (SHIPPED_MAX_LSB,
+    SHIPPED_MEAN_LSB; the measured values are noted beside them)."""
     from tinyse_tf import pretrained_file
     from tinyse_tf.runtime import run_frames
     from tinyse_tf.runtime.tflite import TfliteFrameModel
