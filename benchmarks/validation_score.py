@@ -8,7 +8,9 @@ The run folder's ``config.json`` fixes the validation stream (speakers, noises, 
 ``best.h5`` of a stage folder, built as the run's teacher or student preset) is scored with
 ``Distiller.evaluate``: the ``val_si_sdr`` a learning curve of that run plots (mean SI-SDR in dB
 of the enhanced validation batches). So models from elsewhere (e.g. the shipped student) can be
-drawn on a run's learning curve. Reads the run folder; writes nothing there.
+drawn on a run's learning curve. ``--snrs -5 0 5`` scores the same speech and noise draws at each
+fixed SNR instead of the run's SNR range (e.g. to see where a training choice helps).
+Reads the run folder; writes nothing there.
 """
 from __future__ import annotations
 
@@ -46,6 +48,8 @@ def main(argv=None):
     p.add_argument("run", help="recipe run folder (its config.json fixes the validation stream)")
     p.add_argument("models", nargs="+", help="shipped names, .keras files or stage best.h5 files")
     p.add_argument("--data-dir", help="the run's --data-dir, if it had one")
+    p.add_argument("--snrs", type=float, nargs="+", metavar="DB",
+                   help="score at each of these fixed SNRs instead of the run's range")
     p.add_argument("--json", help="write the scores here instead of stdout")
     args = p.parse_args(argv)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
@@ -63,18 +67,26 @@ def main(argv=None):
     cfg = RecipeConfig(**{k: tuple(v) if isinstance(v, list) else v
                           for k, v in record.items() if k in fields})
     keras.utils.set_random_seed(cfg.seed)
-    r = Run(cfg, run, record.get("speech_dir"), record.get("noise_dir"), args.data_dir, verbose=0)
-    r.prepare_data()
+    ranges = {"range": cfg.snr_range} if not args.snrs else {f"{s:g}": (s, s) for s in args.snrs}
     scores = {}
-    for model in args.models:
-        distiller = Distiller(load(model, cfg))
-        distiller.compile(optimizer=keras.optimizers.Adam())
-        logs = distiller.evaluate(r.dataset("valid", 1), steps=cfg.validation_steps,
-                                  return_dict=True, verbose=0)
-        scores[model] = round(float(logs["si_sdr"]), 3)
-        print(f"{model}: validation SI-SDR {scores[model]:.2f} dB", file=sys.stderr)
-    emit_json({"run": run.name, "validation_steps": cfg.validation_steps, "val_si_sdr": scores},
-              args.json)
+    for name, snr_range in ranges.items():
+        r = Run(dataclasses.replace(cfg, snr_range=snr_range), run, record.get("speech_dir"),
+                record.get("noise_dir"), args.data_dir, verbose=0)
+        r.prepare_data()
+        for model in args.models:
+            distiller = Distiller(load(model, cfg))
+            distiller.compile(optimizer=keras.optimizers.Adam())
+            logs = distiller.evaluate(r.dataset("valid", 1), steps=cfg.validation_steps,
+                                      return_dict=True, verbose=0)
+            scores.setdefault(name, {})[model] = round(float(logs["si_sdr"]), 3)
+            print(f"{model} at SNR {name}: validation SI-SDR {scores[name][model]:.2f} dB",
+                  file=sys.stderr)
+    result = {"run": run.name, "validation_steps": cfg.validation_steps}
+    if args.snrs:
+        result["val_si_sdr_at_snr"] = scores
+    else:
+        result["snr_range"], result["val_si_sdr"] = list(cfg.snr_range), scores["range"]
+    emit_json(result, args.json)
     return 0
 
 

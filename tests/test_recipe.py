@@ -269,6 +269,15 @@ def test_validation_score_reproduces_the_runs_own_validation_si_sdr(smoke_run):
     score = json.loads(scores.read_text())["val_si_sdr"][str(out / "models" / "teacher.keras")]
     last = list(csv.DictReader((out / "train" / "teacher" / "history.csv").open()))[-1]
     assert score == pytest.approx(float(last["val_si_sdr"]), abs=2e-3)
+    # --snrs: the same draws at fixed SNRs; the enhanced SI-SDR rises with the input SNR.
+    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "validation_score.py"),
+                           str(out), "teacher", "--data-dir", str(base / "data"), "--snrs", "-5",
+                           "20", "--json", str(scores)], capture_output=True, text=True,
+                          timeout=600, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    at_snr = json.loads(scores.read_text())["val_si_sdr_at_snr"]
+    assert set(at_snr) == {"-5", "20"}
+    assert at_snr["-5"]["teacher"] + 10 < at_snr["20"]["teacher"]
 
 
 def test_stop_after_teacher_trains_the_chosen_teacher_only(tmp_path):
@@ -307,8 +316,10 @@ def test_schedule_and_data_options_reach_the_config():
                                        "--steps-per-epoch", "50", "--snr-range", "-10", "10"]))
     assert (cfg.learning_rate, cfg.batch_size, cfg.clip_seconds, cfg.steps_per_epoch,
             cfg.snr_range) == (2e-3, 16, 4.0, 50, (-10.0, 10.0))
-    with pytest.raises(ValueError, match="low < high"):
-        config_from_args(parse_args(["--preset", "flagship", "--snr-range", "5", "5"]))
+    assert config_from_args(parse_args(["--preset", "flagship", "--snr-range", "5", "5"])
+                            ).snr_range == (5.0, 5.0)  # a fixed SNR
+    with pytest.raises(ValueError, match="low <= high"):
+        config_from_args(parse_args(["--preset", "flagship", "--snr-range", "5", "0"]))
     for flag in ("--learning-rate", "--clip-seconds", "--batch-size"):
         with pytest.raises(ValueError, match="must be positive"):
             config_from_args(parse_args(["--preset", "flagship", flag, "0"]))

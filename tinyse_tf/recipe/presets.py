@@ -84,8 +84,8 @@ class RecipeConfig:
             if not getattr(self, field) > 0:
                 raise ValueError(f"{field} must be positive, got {getattr(self, field)}")
         low, high = self.snr_range
-        if not low < high:
-            raise ValueError(f"snr_range must be (low, high) with low < high, got {self.snr_range}")
+        if not low <= high:  # equal: a fixed SNR
+            raise ValueError(f"snr_range must be (low, high) with low <= high, got {self.snr_range}")
         object.__setattr__(self, "snr_range", (float(low), float(high)))
         kinds = (self.int8,) if isinstance(self.int8, str) else tuple(self.int8)
         if any(k not in INT8_KINDS for k in kinds) or len(set(kinds)) != len(kinds):
