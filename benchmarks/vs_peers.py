@@ -165,6 +165,12 @@ def paired_table(results, reference) -> str:
     return "\n".join(lines)
 
 
+def _share(ours: float, peer: float) -> str:
+    """``ours`` as a percentage of ``peer``; "n/a" where the peer does not improve (at high input
+    SNR every enhancer may lower SI-SDR, and a share of a loss means nothing)."""
+    return f"{100 * ours / peer:.0f} %" if peer > 0 else "n/a"
+
+
 def share_table(results, ours) -> str:
     """Markdown: our ΔSI-SDR as a share of each peer's, per SNR (mean over mean)."""
     snrs = list(next(iter(results.values())))
@@ -172,7 +178,7 @@ def share_table(results, ours) -> str:
     head = ["enhancer"] + [f"% of {p} {s} dB" for p in peers_run for s in snrs]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for name in ours:
-        cells = [f"{100 * results[name][s]['si_sdr']['mean'] / results[p][s]['si_sdr']['mean']:.0f} %"
+        cells = [_share(results[name][s]["si_sdr"]["mean"], results[p][s]["si_sdr"]["mean"])
                  for p in peers_run for s in snrs]
         lines.append("| " + " | ".join([name, *cells]) + " |")
     return "\n".join(lines)

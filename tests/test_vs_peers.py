@@ -1,5 +1,6 @@
 """benchmarks/vs_peers.py as users run it: the peers' runners against their stored outputs, and
 one tiny side-by-side run. Skips when the peer models (../shared/peers) are absent."""
+import importlib.util
 import json
 import os
 import subprocess
@@ -52,6 +53,17 @@ def test_tiny_side_by_side_run(peers_folder, tmp_path):
     assert report["costs"]["GTCRN"]["weights"] == 48228
     assert report["costs"]["ours: student int8"]["macs_per_s"] > 0
     assert "% of GTCRN 0 dB" in proc.stdout
+
+
+def test_share_of_a_peer_that_does_not_improve_is_not_a_number(monkeypatch):
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))  # the script imports its neighbours
+    spec = importlib.util.spec_from_file_location("vs_peers", ROOT / "benchmarks" / "vs_peers.py")
+    vs_peers = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(vs_peers)
+    results = {name: {"10": {"si_sdr": {"mean": a}}, "30": {"si_sdr": {"mean": b}}}
+               for name, a, b in (("GTCRN", 5.0, -5.9), ("DTLN", 4.0, -1.5), ("ours", 4.0, -7.7))}
+    row = vs_peers.share_table(results, ["ours"]).splitlines()[-1]
+    assert row == "| ours | 80 % | n/a | 100 % | n/a |"
 
 
 def test_missing_peers_folder_gives_one_line(tmp_path):
