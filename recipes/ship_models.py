@@ -6,14 +6,16 @@
     python benchmarks/vs_peers.py runs/flagship/export/two_step_stream_int8_ptq.tflite \
         runs/flagship/export/two_step_stream_float32.tflite runs/flagship/models/teacher.keras \
         --json bench.json
-    python recipes/ship_models.py runs/flagship --benchmark bench.json
+    python recipes/ship_models.py runs/flagship --benchmark bench.json [--benchmark high_snr.json]
 
 Any finished run ships: the file names and titles say each model's size (from the parameter count
 of its CRUSE preset) and the run's recipe preset (``student_62k_two_step_flagship_*``,
 ``teacher_350k_flagship_*``). The cards' data section is the preset's note (``release``,
 ``flagship``) or, for any other preset, the markdown paragraph of ``--data-note FILE``. The
 shipped .tflite files are byte copies of the run's, so the benchmark can equally be run on them
-after shipping (``python benchmarks/vs_peers.py``, as README's table is).
+after shipping (``python benchmarks/vs_peers.py``, as README's table is). A second ``--benchmark``
+(e.g. ``vs_peers.py ... --snrs 10 20 30``) adds its quality table for those input SNRs; the
+student card's "Limitations" lists every input SNR at which one of our rows lowers SI-SDR.
 
 A run that reused the teacher of an earlier run (``--teacher-checkpoint RUN0/models/teacher.keras``,
 e.g. a long teacher run, then the students) ships too: the teacher's card takes its schedule,
@@ -99,19 +101,46 @@ def metrics_table(report, rows, labels=("snr_-5", "snr_0", "snr_5")):
     return "\n".join(lines)
 
 
-def benchmark_table(bench):
-    """Markdown: the tables of a ``benchmarks/vs_peers.py`` JSON (quality, cost and paired
-    differences to log-MMSE, GTCRN and DTLN on the real test split) with their set-up line."""
-    if not bench:
+def _snrs(bench) -> list[str]:
+    return list(next(iter(bench["results"].values())))
+
+
+def benchmark_table(benches):
+    """Markdown: the tables of ``benchmarks/vs_peers.py`` JSONs (quality, cost and paired
+    differences to log-MMSE, GTCRN and DTLN on the real test split) with their set-up lines: all
+    of the first, the quality table of each further one (other input SNRs)."""
+    if not benches:
         return "(not measured: pass --benchmark)"
-    m = bench["machine"]
-    tables = "\n\n".join(f"**{title[0].upper() + title[1:]}**\n\n{text}"
-                           for title, text in bench["tables"].items())
-    return (tables + f"\n\n`benchmarks/vs_peers.py`: {bench['mixtures_per_snr']} mixtures per "
-            f"SNR of the real test split ({bench['seconds']:g} s of speech after "
-            f"{bench['lead_in_s']:g} s of noise alone); CPU time of one thread, STFT/mel/mask path "
-            f"included, on {m['processor']} ({m['cpus']} CPUs), {m['platform']}, "
-            f"Python {m['python']}, {bench['date']}.")
+    parts = []
+    for k, bench in enumerate(benches):
+        m = bench["machine"]
+        tables = bench["tables"] if k == 0 else dict(list(bench["tables"].items())[:1])
+        heading = "" if k == 0 else f"### At input SNRs {' / '.join(_snrs(bench))} dB\n\n"
+        parts.append(heading + "\n\n".join(f"**{title[0].upper() + title[1:]}**\n\n{text}"
+                                             for title, text in tables.items())
+                     + f"\n\n`benchmarks/vs_peers.py`: {bench['mixtures_per_snr']} mixtures per "
+                     f"SNR of the real test split ({bench['seconds']:g} s of speech after "
+                     f"{bench['lead_in_s']:g} s of noise alone); CPU time of one thread, "
+                     f"STFT/mel/mask path included, on {m['processor']} ({m['cpus']} CPUs), "
+                     f"{m['platform']}, Python {m['python']}, {bench['date']}.")
+    return "\n\n".join(parts)
+
+
+def limitations(cfg, benches) -> str:
+    """Markdown bullets: what the card's numbers cover, and every input SNR of the benchmarks at
+    which one of our rows (``ours: ...``) lowers SI-SDR on average."""
+    low, high = cfg["snr_range"]
+    lines = [f"- Trained on mixtures at energy SNR {low:g} to {high:g} dB; the test set above is "
+             "at -5 / 0 / +5 dB. Other conditions are measured only where a table says so."]
+    for bench in benches:
+        for name, per_snr in bench["results"].items():
+            losses = [f"{snr} dB ({per_snr[snr]['si_sdr']['mean']:+.2f} dB)" for snr in per_snr
+                      if name.startswith("ours") and per_snr[snr]["si_sdr"]["mean"] < 0]
+            if losses:
+                lines.append(f"- {name} lowers SI-SDR on average at input SNR "
+                             f"{', '.join(losses)}: there its distortion of the speech outweighs "
+                             "the noise it removes, by SI-SDR (PESQ and eSTOI: the tables above).")
+    return "\n".join(lines)
 
 
 def size_label(n_params: int, title: bool = False) -> str:
@@ -230,6 +259,9 @@ standard error over files (from `{run}/report/report.json`).
 
 ## Against log-MMSE and the public tiny enhancers (GTCRN, DTLN), and cost
 {extra['bench']}
+
+## Limitations
+{extra['limits']}
 """
 
 
@@ -260,7 +292,7 @@ def missing_input(run, data_note, benchmark) -> str | None:
     for rel, what, todo in needs:
         if not (run / rel).is_file():
             return f"{run / rel}: {what}; {todo}"
-    for flag, path in (("--data-note", data_note), ("--benchmark", benchmark)):
+    for flag, path in (("--data-note", data_note), *(("--benchmark", b) for b in benchmark)):
         if path and not pathlib.Path(path).is_file():
             return f"{path}: no such file; give {flag} an existing file"
     return None
@@ -362,7 +394,9 @@ def remove_unlisted(folder, old, new) -> list[str]:
 def main(argv=None):
     p = argparse.ArgumentParser(prog=PROG, description=__doc__.split("\n")[0])
     p.add_argument("run", help="a finished recipe run folder (recipes/two_step.py --out)")
-    p.add_argument("--benchmark", help="vs_peers.py --json output for the peers section")
+    p.add_argument("--benchmark", action="append", default=[],
+                   help="vs_peers.py --json output for the peers section; repeat for more input "
+                        "SNRs (e.g. a --snrs 10 20 30 run)")
     p.add_argument("--commit", help="commit of the code that ran (default: git HEAD)")
     p.add_argument("--cards", default=str(ROOT / "docs" / "models"),
                    help="folder of the model cards (default docs/models)")
@@ -394,7 +428,7 @@ def main(argv=None):
     report = json.loads((run / "report" / "report.json").read_text())
     commit = args.commit or subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short",
                                             "HEAD"], capture_output=True, text=True).stdout.strip()
-    bench = json.loads(pathlib.Path(args.benchmark).read_text()) if args.benchmark else None
+    benches = [json.loads(pathlib.Path(path).read_text()) for path in args.benchmark]
     from tinyse_tf._tf import keras
     import tinyse_tf.models  # noqa: F401  (registers the custom layers)
     from tinyse_tf.export.complexity import macs_per_frame
@@ -425,8 +459,9 @@ def main(argv=None):
                  "reproduce": reproduce(run, cfg, teacher_dir, teacher_cfg, name),
                  "params": n_params, "macs": macs,
                  "folder": shown(folder),
-                 "bench": benchmark_table(bench) if name == "student" else
-                 "Not exported for devices (a training target for your own students)."}
+                 "bench": benchmark_table(benches) if name == "student" else
+                 "Not exported for devices (a training target for your own students).",
+                 "limits": limitations(stage_cfg, benches if name == "student" else [])}
         card_path = cards / f"{name}.md"
         atomic_write_text(card_path, card(name, title, shown(run), stage_cfg, commit, report,
                                           rows, files, extra))

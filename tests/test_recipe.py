@@ -1,4 +1,5 @@
 """The recipe as users run it: `python recipes/two_step.py` in a subprocess, smoke preset."""
+import importlib.util
 import json
 import os
 import pathlib
@@ -133,6 +134,35 @@ def test_ship_models_ships_a_smoke_run_into_a_folder(smoke_run, tmp_path, monkey
     run_teacher = keras.models.load_model(out / "models" / "teacher.keras")
     for got, want in zip(shipped.pretrained("teacher").get_weights(), run_teacher.get_weights()):
         np.testing.assert_array_equal(got, want.astype(np.float16).astype(np.float32))
+
+
+def test_ship_models_cards_take_further_benchmarks_and_list_where_ours_loses():
+    """A second --benchmark (other input SNRs) adds its quality table under its SNRs; the
+    Limitations section names the training SNR range and every SNR where one of our rows
+    lowers SI-SDR on average, and nothing where none does."""
+    spec = importlib.util.spec_from_file_location("ship_models", ROOT / "recipes" / "ship_models.py")
+    ship = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(ship)
+
+    def bench(snrs, ours):
+        return {"machine": {"processor": "cpu", "cpus": 2, "platform": "linux", "python": "3.11"},
+                "date": "2026-12-07", "mixtures_per_snr": 3, "seconds": 4, "lead_in_s": 1,
+                "tables": {"quality and cost": f"| table {snrs} |", "paired": "| paired |"},
+                "results": {"GTCRN": {s: {"si_sdr": {"mean": 1.0}} for s in snrs},
+                            "ours: student int8": {s: {"si_sdr": {"mean": v}}
+                                                   for s, v in zip(snrs, ours)}}}
+
+    main, high = bench(["-5", "0"], [7.0, 6.0]), bench(["10", "30"], [4.4, -7.71])
+    text = ship.benchmark_table([main, high])
+    assert "| table ['-5', '0'] |" in text and "| paired |" in text
+    assert "### At input SNRs 10 / 30 dB" in text and "| table ['10', '30'] |" in text
+    assert text.count("| paired |") == 1  # a further benchmark shows its quality table only
+    cfg = {"snr_range": [-5.0, 15.0]}
+    limits = ship.limitations(cfg, [main, high])
+    assert "energy SNR -5 to 15 dB" in limits
+    assert "ours: student int8 lowers SI-SDR on average at input SNR 30 dB (-7.71 dB)" in limits
+    assert "GTCRN" not in limits and "10 dB (" not in limits
+    assert "lowers" not in ship.limitations(cfg, [main])
 
 
 def test_ship_models_ships_a_run_that_reused_another_runs_teacher(smoke_run, tmp_path):
