@@ -68,14 +68,16 @@ def main(argv=None):
                           for k, v in record.items() if k in fields})
     keras.utils.set_random_seed(cfg.seed)
     ranges = {"range": cfg.snr_range} if not args.snrs else {f"{s:g}": (s, s) for s in args.snrs}
+    distillers = {}
+    for model in args.models:  # built once, scored at every SNR
+        distillers[model] = Distiller(load(model, cfg))
+        distillers[model].compile(optimizer=keras.optimizers.Adam())
     scores = {}
     for name, snr_range in ranges.items():
         r = Run(dataclasses.replace(cfg, snr_range=snr_range), run, record.get("speech_dir"),
                 record.get("noise_dir"), args.data_dir, verbose=0)
         r.prepare_data()
-        for model in args.models:
-            distiller = Distiller(load(model, cfg))
-            distiller.compile(optimizer=keras.optimizers.Adam())
+        for model, distiller in distillers.items():
             logs = distiller.evaluate(r.dataset("valid", 1), steps=cfg.validation_steps,
                                       return_dict=True, verbose=0)
             scores.setdefault(name, {})[model] = round(float(logs["si_sdr"]), 3)

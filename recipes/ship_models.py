@@ -101,10 +101,6 @@ def metrics_table(report, rows, labels=("snr_-5", "snr_0", "snr_5")):
     return "\n".join(lines)
 
 
-def _snrs(bench) -> list[str]:
-    return list(next(iter(bench["results"].values())))
-
-
 def benchmark_table(benches):
     """Markdown: the tables of ``benchmarks/vs_peers.py`` JSONs (quality, cost and paired
     differences to log-MMSE, GTCRN and DTLN on the real test split) with their set-up lines: all
@@ -115,7 +111,8 @@ def benchmark_table(benches):
     for k, bench in enumerate(benches):
         m = bench["machine"]
         tables = bench["tables"] if k == 0 else dict(list(bench["tables"].items())[:1])
-        heading = "" if k == 0 else f"### At input SNRs {' / '.join(_snrs(bench))} dB\n\n"
+        snrs = " / ".join(next(iter(bench["results"].values())))  # the first row's SNRs
+        heading = "" if k == 0 else f"### At input SNRs {snrs} dB\n\n"
         parts.append(heading + "\n\n".join(f"**{title[0].upper() + title[1:]}**\n\n{text}"
                                              for title, text in tables.items())
                      + f"\n\n`benchmarks/vs_peers.py`: {bench['mixtures_per_snr']} mixtures per "
@@ -133,9 +130,11 @@ def limitations(cfg, benches) -> str:
     lines = [f"- Trained on mixtures at energy SNR {low:g} to {high:g} dB; the test set above is "
              "at -5 / 0 / +5 dB. Other conditions are measured only where a table says so."]
     for bench in benches:
-        for name, per_snr in bench["results"].items():
-            losses = [f"{snr} dB ({per_snr[snr]['si_sdr']['mean']:+.2f} dB)" for snr in per_snr
-                      if name.startswith("ours") and per_snr[snr]["si_sdr"]["mean"] < 0]
+        ours = {name: per_snr for name, per_snr in bench["results"].items()
+                if name.startswith("ours")}
+        for name, per_snr in ours.items():
+            losses = [f"{snr} dB ({stat['si_sdr']['mean']:+.2f} dB)"
+                      for snr, stat in per_snr.items() if stat["si_sdr"]["mean"] < 0]
             if losses:
                 lines.append(f"- {name} lowers SI-SDR on average at input SNR "
                              f"{', '.join(losses)}: there its distortion of the speech outweighs "
