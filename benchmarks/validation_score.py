@@ -10,6 +10,9 @@ The run folder's ``config.json`` fixes the validation stream (speakers, noises, 
 of the enhanced validation batches). So models from elsewhere (e.g. the shipped student) can be
 drawn on a run's learning curve. ``--snrs -5 0 5`` scores the same speech and noise draws at each
 fixed SNR instead of the run's SNR range (e.g. to see where a training choice helps).
+``--cross-splits`` (with ``--snrs``) scores instead on the run's recordings alone, training
+and validation speech crossed with training and validation noise, without augmentation: how
+much better a model does on the speech or noise it trained on than on unseen speech or noise.
 Reads the run folder; writes nothing there.
 """
 from __future__ import annotations
@@ -50,10 +53,16 @@ def main(argv=None):
     p.add_argument("--data-dir", help="the run's --data-dir, if it had one")
     p.add_argument("--snrs", type=float, nargs="+", metavar="DB",
                    help="score at each of these fixed SNRs instead of the run's range")
+    p.add_argument("--cross-splits", action="store_true",
+                   help="with --snrs: score on {train, valid} speech x {train, valid} noise of the "
+                        "run's recordings instead of its validation stream")
     p.add_argument("--json", help="write the scores here instead of stdout")
     args = p.parse_args(argv)
+    if args.cross_splits and not args.snrs:
+        p.error("--cross-splits needs --snrs")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     from tinyse_tf._tf import keras
+    from tinyse_tf.data import mixture_dataset
     from tinyse_tf.distill import Distiller
     from tinyse_tf.recipe.presets import RecipeConfig
     from tinyse_tf.recipe.two_step import Run
@@ -77,14 +86,26 @@ def main(argv=None):
         r = Run(dataclasses.replace(cfg, snr_range=snr_range), run, record.get("speech_dir"),
                 record.get("noise_dir"), args.data_dir, verbose=0)
         r.prepare_data()
-        for model, distiller in distillers.items():
-            logs = distiller.evaluate(r.dataset("valid", 1), steps=cfg.validation_steps,
-                                      return_dict=True, verbose=0)
-            scores.setdefault(name, {})[model] = round(float(logs["si_sdr"]), 3)
-            print(f"{model} at SNR {name}: validation SI-SDR {scores[name][model]:.2f} dB",
-                  file=sys.stderr)
+        streams = {"validation stream": r.dataset("valid", 1)}
+        if args.cross_splits:  # the validation stream's seed; endless, so valid speech repeats
+            streams = {f"{sp} speech, {nz} noise": mixture_dataset(
+                r.data.split(sp)[0], r.data.split(nz)[1], clip_seconds=cfg.clip_seconds,
+                batch_size=cfg.batch_size, snr_range=snr_range, seed=cfg.seed + 1)
+                for sp in ("train", "valid") for nz in ("train", "valid")}
+        for stream, data in streams.items():
+            for model, distiller in distillers.items():
+                logs = distiller.evaluate(data, steps=cfg.validation_steps, return_dict=True,
+                                          verbose=0)
+                score = round(float(logs["si_sdr"]), 3)
+                if args.cross_splits:
+                    scores.setdefault(name, {}).setdefault(stream, {})[model] = score
+                else:
+                    scores.setdefault(name, {})[model] = score
+                print(f"{model} at SNR {name}, {stream}: SI-SDR {score:.2f} dB", file=sys.stderr)
     result = {"run": run.name, "validation_steps": cfg.validation_steps}
-    if args.snrs:
+    if args.cross_splits:
+        result["si_sdr_at_snr_by_splits"] = scores
+    elif args.snrs:
         result["val_si_sdr_at_snr"] = scores
     else:
         result["snr_range"], result["val_si_sdr"] = list(cfg.snr_range), scores["range"]

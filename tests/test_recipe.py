@@ -308,6 +308,18 @@ def test_validation_score_reproduces_the_runs_own_validation_si_sdr(smoke_run):
     at_snr = json.loads(scores.read_text())["val_si_sdr_at_snr"]
     assert set(at_snr) == {"-5", "20"}
     assert at_snr["-5"]["teacher"] + 10 < at_snr["20"]["teacher"]
+    # --cross-splits: training and validation speech x noise, each at each SNR
+    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "validation_score.py"),
+                           str(out), "teacher", "--data-dir", str(base / "data"), "--snrs", "-5",
+                           "20", "--cross-splits", "--json", str(scores)], capture_output=True,
+                          text=True, timeout=600, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    crossed = json.loads(scores.read_text())["si_sdr_at_snr_by_splits"]
+    streams = {f"{s} speech, {n} noise" for s in ("train", "valid") for n in ("train", "valid")}
+    assert set(crossed) == {"-5", "20"} and set(crossed["-5"]) == streams
+    for stream in streams:
+        assert crossed["-5"][stream]["teacher"] + 10 < crossed["20"][stream]["teacher"]
+    assert len({crossed["-5"][stream]["teacher"] for stream in streams}) == 4  # four data sets
 
 
 def test_stop_after_teacher_trains_the_chosen_teacher_only(tmp_path):

@@ -4,8 +4,9 @@ import pytest
 
 from tinyse_tf.constants import SAMPLE_RATE
 from tinyse_tf.data import mixture_dataset
-from tinyse_tf.data.augment import (EARLY_SECONDS, LOWPASS_HZ, RIR_SECONDS, Augmentation,
-                                    augment_batch, room_impulse_responses)
+from tinyse_tf.data.augment import (EARLY_SECONDS, LOWPASS_HZ, NOISE_SPEED_OCTAVES, RIR_SECONDS,
+                                    Augmentation, augment_batch, room_impulse_responses,
+                                    speed_warp)
 
 
 @pytest.fixture(scope="module")
@@ -73,11 +74,53 @@ def test_bandlimit_removes_the_top_band_of_speech_and_noise():
         assert ratio < 0.01
 
 
+def test_speed_warp_moves_a_tone_and_reflects_at_the_end():
+    from tinyse_tf._tf import tf
+
+    n = 16000
+    tone = np.sin(2 * np.pi * 1000 * np.arange(n) / SAMPLE_RATE).astype(np.float32)
+    ramp = np.arange(n, dtype=np.float32)
+    out = speed_warp(tf.constant(np.stack([tone, tone, tone, ramp])),
+                     tf.constant([1.0, 1.3, 0.75, 1.5])).numpy()
+    np.testing.assert_array_equal(out[0], tone)  # rate 1: untouched
+    peaks = [np.argmax(np.abs(np.fft.rfft(x))) * SAMPLE_RATE / n for x in out[:3]]
+    assert peaks == [1000.0, 1300.0, 750.0]
+    # the ramp read at 1.5x: up to the last sample, then back down, never a jump
+    assert out[3].max() <= n - 1 and np.abs(np.diff(out[3])).max() <= 1.5 + 1e-3
+    np.testing.assert_allclose(out[3][:100], 1.5 * np.arange(100))
+    np.testing.assert_allclose(out[3][-1], 2 * (n - 1) - 1.5 * (n - 1), rtol=1e-6)
+
+
+def test_noise_speed_changes_only_the_noise_and_keeps_the_other_draws():
+    from tinyse_tf._tf import tf
+
+    clean, noise = _batch(n=16000)
+    seed = tf.constant([3, 4], tf.int64)
+    base = augment_batch(tf.constant(clean), tf.constant(noise), seed, Augmentation(eq_prob=1.0))
+    sped = augment_batch(tf.constant(clean), tf.constant(noise), seed,
+                         Augmentation(eq_prob=1.0, noise_speed_prob=1.0))
+    for a, b in zip(base[:2], sped[:2]):  # speech and target: the same EQ draws as without it
+        np.testing.assert_array_equal(a.numpy(), b.numpy())
+    assert all(np.abs(a - b).max() > 0.1 for a, b in zip(base[2].numpy(), sped[2].numpy()))
+    # white noise band-limited to 4 kHz: each example's edge moves to 4 kHz x its rate
+    band = np.fft.irfft(np.fft.rfft(noise) * (np.fft.rfftfreq(16000, 1 / SAMPLE_RATE) < 4000),
+                        16000).astype(np.float32)
+    out = augment_batch(tf.constant(clean), tf.constant(band), seed,
+                        Augmentation(noise_speed_prob=1.0))[2].numpy()
+    power = np.abs(np.fft.rfft(out)) ** 2
+    edge = [np.searchsorted(np.cumsum(p) / p.sum(), 0.99) for p in power]  # in Hz (1 s clips)
+    assert all(4000 * 2 ** -NOISE_SPEED_OCTAVES * 0.95 < e < 4000 * 2 ** NOISE_SPEED_OCTAVES * 1.05
+               for e in edge)
+    assert max(edge) - min(edge) > 500  # rates differ between examples
+
+
 def test_probabilities_are_checked():
     with pytest.raises(ValueError, match="reverb_prob"):
         Augmentation(reverb_prob=1.5)
     with pytest.raises(ValueError, match="rirs"):
         Augmentation(reverb_prob=0.5)
+    with pytest.raises(ValueError, match="noise_speed_prob"):
+        Augmentation(noise_speed_prob=-0.1)
 
 
 def test_extra_source_and_augmentation_in_the_stream(tiny_prepared, rirs):

@@ -1,4 +1,5 @@
-"""DNS-style training augmentation: room reverberation, random EQ and band-limiting.
+"""DNS-style training augmentation: room reverberation, random EQ and band-limiting, and a
+change of the noise's playback speed.
 
 Room impulse responses (RIRs) come from pyroomacoustics' image-source simulation of random
 shoebox rooms, generated once per seed and cached as ``.npy``; each RIR is kept twice, whole
@@ -29,6 +30,7 @@ RT60_RANGE = (0.2, 0.8)
 ROOM_RANGE = ((3.0, 10.0), (3.0, 8.0), (2.4, 4.0))  # metres, x / y / z
 EQ_DB = 6.0  # shelf gains drawn in [-EQ_DB, EQ_DB]
 LOWPASS_HZ = (3500.0, 7500.0)  # band-limited examples: cut-off drawn in this range
+NOISE_SPEED_OCTAVES = 0.5  # sped-up / slowed-down noise: rate 2**u, u uniform in +-this
 
 
 @dataclasses.dataclass(frozen=True)
@@ -40,15 +42,19 @@ class Augmentation:
             ``None`` when ``reverb_prob`` is 0.
         reverb_prob, eq_prob, bandlimit_prob: probabilities of reverberation, random EQ (speech
             and noise drawn independently) and a shared low-pass.
+        noise_speed_prob: probability that the noise plays at another speed (``speed_warp``,
+            rate ``2**u``, ``u`` uniform in ``±NOISE_SPEED_OCTAVES``): its spectrum and tempo move
+            together, so a few hundred recordings give many more distinct noises.
     """
 
     rirs: np.ndarray | None = None
     reverb_prob: float = 0.0
     eq_prob: float = 0.0
     bandlimit_prob: float = 0.0
+    noise_speed_prob: float = 0.0
 
     def __post_init__(self):
-        for name in ("reverb_prob", "eq_prob", "bandlimit_prob"):
+        for name in ("reverb_prob", "eq_prob", "bandlimit_prob", "noise_speed_prob"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"{name} must lie in [0, 1], got {getattr(self, name)}")
         if self.reverb_prob > 0 and (self.rirs is None or np.ndim(self.rirs) != 3
@@ -58,7 +64,8 @@ class Augmentation:
 
     @property
     def active(self) -> bool:
-        return max(self.reverb_prob, self.eq_prob, self.bandlimit_prob) > 0
+        return max(self.reverb_prob, self.eq_prob, self.bandlimit_prob,
+                   self.noise_speed_prob) > 0
 
 
 def room_impulse_responses(n: int = 300, seed: int = 0, cache_dir=None,
@@ -158,6 +165,11 @@ def augment_batch(clean, noise, seed, augmentation: Augmentation):
     def back(spec):
         return tf.signal.irfft(spec, [n_fft])[:, :n]
 
+    if aug.noise_speed_prob > 0:  # its own seeds: the other draws stay as without it
+        speed_seeds = tf.random.experimental.stateless_split(
+            tf.random.experimental.stateless_fold_in(seed, 8), num=2)
+        rate = tf.pow(2.0, uniform(speed_seeds[0], -NOISE_SPEED_OCTAVES, NOISE_SPEED_OCTAVES))
+        noise = speed_warp(noise, tf.where(coin(speed_seeds[1], aug.noise_speed_prob), rate, 1.0))
     x = spectrum(clean)
     noise_out = back(spectrum(noise) * tf.cast(h_noise, tf.complex64))
     if aug.reverb_prob > 0:
@@ -170,3 +182,29 @@ def augment_batch(clean, noise, seed, augmentation: Augmentation):
         full = early = tf.complex(1.0, 0.0)
     h = tf.cast(h_speech, tf.complex64)
     return back(x * full * h), back(x * early * h), noise_out
+
+
+def speed_warp(x, rate):
+    """``x`` played at ``rate`` times its speed: float32 ``[batch, n]`` -> ``[batch, n]``.
+
+    ``rate``: float32 ``[batch]``; above 1 faster (spectrum shifted up by ``log2(rate)``
+    octaves), 1 returns ``x`` exactly. Sample ``i`` of the output is ``x`` at position
+    ``i * rate``, linearly interpolated (written out: ``tf.image`` resamplers work on images and
+    ``soxr`` outside the graph); positions past the end are reflected back, so a sped-up clip
+    continues backwards instead of jumping. Meant for noise: components pushed above 8 kHz fold
+    back (aliasing) and stay noise.
+    """
+    from tinyse_tf._tf import tf
+
+    n = tf.shape(x)[-1]
+    last = tf.cast(n - 1, tf.float32)
+    pos = tf.cast(tf.range(n), tf.float32)[tf.newaxis] * rate[:, tf.newaxis]
+    period = tf.maximum(2.0 * last, 1.0)
+    pos = tf.math.floormod(pos, period)
+    pos = tf.where(pos > last, period - pos, pos)
+    low = tf.floor(pos)
+    frac = pos - low
+    low = tf.cast(low, tf.int32)
+    high = tf.minimum(low + 1, n - 1)
+    a = tf.gather(x, low, batch_dims=1)
+    return a + frac * (tf.gather(x, high, batch_dims=1) - a)
