@@ -25,7 +25,8 @@ draws N random speech/noise pairs instead. Enhancers:
 Prints markdown tables and JSON (stdout or ``--json``): per enhancer and input SNR the mean
 improvement over the noisy input in SI-SDR (dB), PESQ-WB and eSTOI (points) with standard
 errors over mixtures; its paired per-mixture difference to log-MMSE, GTCRN and DTLN; our
-ΔSI-SDR as a share of each peer's; and its cost: float/int8 weights stored, multiply-accumulates
+ΔSI-SDR as a share of each peer's; on the full grid (no ``--clips``) its mean ΔSI-SDR per noise
+recording at each SNR (``si_sdr_by_noise``; printed for the middle SNR); and its cost: float/int8 weights stored, multiply-accumulates
 of its weight layers per second of audio (counted from the files: benchmarks/peers.py,
 ``tinyse_tf.export.tflite_ops.weight_macs``; Keras models: ``tinyse_tf.macs_per_frame``), and CPU time
 per 16 ms of audio on one thread (process time of all calls, our .tflite files' numpy
@@ -109,11 +110,12 @@ def mean_se(values):
             if n > 1 else float("nan"), "n": n}
 
 
-def run(enhancers, pairs_by_snr, references=REFERENCES):
+def run(enhancers, pairs_by_snr, references=REFERENCES, noise_names=None):
     """``{name: {snr: {metric: {"mean", "se", "n"}, "us_per_16ms": float, "vs": {reference:
     {metric: {"mean", "se", "n"}}}}}}``: improvement over the noisy input per mixture
     (``fidelity.score_enhancers``), averaged per SNR; CPU time per 16 ms hop over all SNRs; the
-    paired per-mixture difference to each enhancer of ``references`` that ran."""
+    paired per-mixture difference to each enhancer of ``references`` that ran. With
+    ``noise_names`` (the noise of each mixture) also ``"si_sdr_by_noise": {noise: mean}``."""
     from tinyse_tf.export.fidelity import score_enhancers
 
     timed = {name: Timed(enhance) for name, enhance in enhancers.items()}
@@ -124,6 +126,11 @@ def run(enhancers, pairs_by_snr, references=REFERENCES):
         out[name] = {}
         for snr, deltas in per_snr.items():
             row = {**{m: mean_se(v) for m, v in deltas.items()}, "us_per_16ms": us, "vs": {}}
+            if noise_names is not None:
+                values = np.asarray(deltas["si_sdr"])
+                row["si_sdr_by_noise"] = {
+                    noise: float(values[[n == noise for n in noise_names]].mean())
+                    for noise in dict.fromkeys(noise_names)}
             for ref in references:
                 if ref in scores and ref != name:
                     row["vs"][ref] = {m: mean_se(np.asarray(v) - np.asarray(scores[ref][snr][m]))
@@ -181,6 +188,18 @@ def share_table(results, ours) -> str:
         cells = [_share(results[name][s]["si_sdr"]["mean"], results[p][s]["si_sdr"]["mean"])
                  for p in peers_run for s in snrs]
         lines.append("| " + " | ".join([name, *cells]) + " |")
+    return "\n".join(lines)
+
+
+def noise_table(results) -> str:
+    """Markdown: mean ΔSI-SDR per noise recording (columns) at the middle SNR of the run."""
+    snrs = list(next(iter(results.values())))
+    snr = snrs[len(snrs) // 2]
+    noises = list(next(iter(results.values()))[snr]["si_sdr_by_noise"])
+    lines = ["| enhancer | " + " | ".join(noises) + " |", "|" + "---|" * (len(noises) + 1)]
+    for name, per_snr in results.items():
+        by_noise = per_snr[snr]["si_sdr_by_noise"]
+        lines.append("| " + " | ".join([name] + [f"{by_noise[n]:+.2f}" for n in noises]) + " |")
     return "\n".join(lines)
 
 
@@ -291,10 +310,14 @@ def main(argv=None):
             p.error(f"--against {label}: not the label of one of the models given "
                     f"({', '.join(ours)})")
     references = (*REFERENCES, *(f"ours: {label}" for label in args.against))
-    results = run(enhancers, pairs, references)
+    noise_names = None if sources is None else [Path(noise[j]).stem for _, j in sources]
+    results = run(enhancers, pairs, references, noise_names)
     tables = {"quality and cost": quality_table(results, costs),
               **{f"paired difference to {ref}": paired_table(results, ref) for ref in references},
               "our ΔSI-SDR as a share of the peers'": share_table(results, list(ours))}
+    if noise_names is not None:
+        middle = args.snrs[len(args.snrs) // 2]
+        tables[f"ΔSI-SDR per noise recording at {middle:g} dB"] = noise_table(results)
     report = {"machine": machine(), "date": time.strftime("%Y-%m-%d"),
               "speech": Path(args.speech).name, "noise": Path(args.noise).name,
               "speech_files": len(speech), "noise_files": len(noise),

@@ -49,6 +49,10 @@ def test_tiny_side_by_side_run(peers_folder, tmp_path):
     ours = report["results"]["ours: student int8"]["0"]
     assert set(ours["vs"]) == {"log-MMSE", "GTCRN", "DTLN", "ours: float"}
     assert ours["si_sdr"]["n"] == 2
+    by_noise = ours["si_sdr_by_noise"]  # one mixture per noise here: their mean is the mean
+    assert set(by_noise) == {"n0", "n1"}
+    assert np.mean(list(by_noise.values())) == pytest.approx(ours["si_sdr"]["mean"])
+    assert "| enhancer | n0 | n1 |" in report["tables"]["ΔSI-SDR per noise recording at 0 dB"]
     assert "paired difference to ours: float" in report["tables"]
     assert report["costs"]["GTCRN"]["weights"] == 48228
     assert report["costs"]["ours: student int8"]["macs_per_s"] > 0
