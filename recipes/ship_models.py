@@ -239,7 +239,8 @@ streaming file holds its GRU and convolution state inside (one hop of 256 sample
 {extra['data']}
 Augmentation per training example: reverberation {cfg.get("reverb_prob", 0.0)} (pyroomacoustics shoebox
 rooms, RT60 0.2-0.8 s; target = direct path + 50 ms), random EQ {cfg.get("eq_prob", 0.0)}, band-limiting
-{cfg.get("bandlimit_prob", 0.0)}, noise played 0.71-1.41x as fast {cfg.get("noise_speed_prob", 0.0)}; energy SNR uniform in {cfg['snr_range']} dB; {cfg['clip_seconds']} s clips.
+{cfg.get("bandlimit_prob", 0.0)}, noise played 0.71-1.41x as fast {cfg.get("noise_speed_prob", 0.0)},
+a second noise added {cfg.get("noise_mix_prob", 0.0)}; energy SNR uniform in {cfg['snr_range']} dB; {cfg['clip_seconds']} s clips.
 
 ## Schedule
 {schedule}; {cfg['steps_per_epoch']} steps of batch {cfg['batch_size']} per epoch; Adam,

@@ -182,7 +182,7 @@ def test_speed_settings_pick_per_device_and_obey_the_user():
     ["--preset", "flagship", "--teacher-epochs", "450", "--student-epochs", "300",
      "--step1-epochs", "75", "--clip-seconds", "1", "--steps-per-epoch", "200",
      "--learning-rate", "3e-05", "--snr-range", "-10", "7.5", "--builtin-weight", "0",
-     "--noise-speed-prob", "0.5"],
+     "--noise-speed-prob", "0.5", "--noise-mix-prob", "0.25"],
     ["--preset", "demo", "--no-kd-normalize", "--kd-layers", "mask,enc_2", "--reset-optimizer",
      "--int8", "none", "--students", "baseline", "--teacher", "student_350k", "--seed", "3",
      "--kd-reduction", "sum", "--snr-measure", "loudness", "--norm", "cln"],

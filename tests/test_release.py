@@ -15,7 +15,8 @@ def test_release_preset_and_its_checks():
     assert not RecipeConfig().augmented  # the demo is unchanged
     assert get_preset("smoke", noise_speed_prob=0.5).augmented
     for field, bad in (("builtin_weight", 1.5), ("reverb_prob", -0.1), ("lr_schedule", "step"),
-                       ("keep", "first"), ("snr_measure", "lufs"), ("noise_speed_prob", 2.0)):
+                       ("keep", "first"), ("snr_measure", "lufs"), ("noise_speed_prob", 2.0),
+                       ("noise_mix_prob", -1.0)):
         with pytest.raises(ValueError, match=field):
             get_preset("smoke", **{field: bad})
 

@@ -4,9 +4,9 @@ import pytest
 
 from tinyse_tf.constants import SAMPLE_RATE
 from tinyse_tf.data import mixture_dataset
-from tinyse_tf.data.augment import (EARLY_SECONDS, LOWPASS_HZ, NOISE_SPEED_OCTAVES, RIR_SECONDS,
-                                    Augmentation, augment_batch, room_impulse_responses,
-                                    speed_warp)
+from tinyse_tf.data.augment import (EARLY_SECONDS, LOWPASS_HZ, NOISE_MIX_DB,
+                                    NOISE_SPEED_OCTAVES, RIR_SECONDS, Augmentation, augment_batch,
+                                    room_impulse_responses, speed_warp)
 
 
 @pytest.fixture(scope="module")
@@ -114,6 +114,23 @@ def test_noise_speed_changes_only_the_noise_and_keeps_the_other_draws():
     assert max(edge) - min(edge) > 500  # rates differ between examples
 
 
+def test_noise_mix_adds_the_next_examples_noise_weaker():
+    from tinyse_tf._tf import tf
+
+    clean, noise = _batch(n=16000)
+    noise *= np.arange(1, 7, dtype=np.float32)[:, None]  # other levels per example
+    seed = tf.constant([5, 6], tf.int64)
+    speech, _, out = augment_batch(tf.constant(clean), tf.constant(noise), seed,
+                                   Augmentation(noise_mix_prob=1.0))
+    np.testing.assert_allclose(speech.numpy(), clean, atol=1e-4)  # speech untouched
+    for i, added in enumerate(out.numpy() - noise):
+        other = noise[i - 1]  # the previous example's noise (a roll by one)
+        gain = added @ other / (other @ other)
+        np.testing.assert_allclose(added, gain * other, atol=1e-4)
+        relative_db = 10 * np.log10(gain ** 2 * (other @ other) / (noise[i] @ noise[i]))
+        assert NOISE_MIX_DB[0] - 0.01 <= relative_db <= NOISE_MIX_DB[1] + 0.01
+
+
 def test_probabilities_are_checked():
     with pytest.raises(ValueError, match="reverb_prob"):
         Augmentation(reverb_prob=1.5)
@@ -121,6 +138,8 @@ def test_probabilities_are_checked():
         Augmentation(reverb_prob=0.5)
     with pytest.raises(ValueError, match="noise_speed_prob"):
         Augmentation(noise_speed_prob=-0.1)
+    with pytest.raises(ValueError, match="noise_mix_prob"):
+        Augmentation(noise_mix_prob=1.1)
 
 
 def test_extra_source_and_augmentation_in_the_stream(tiny_prepared, rirs):

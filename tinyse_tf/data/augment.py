@@ -1,5 +1,5 @@
-"""DNS-style training augmentation: room reverberation, random EQ and band-limiting, and a
-change of the noise's playback speed.
+"""DNS-style training augmentation: room reverberation, random EQ and band-limiting, and two
+ways to more distinct noises: a change of the noise's playback speed, and a second noise added.
 
 Room impulse responses (RIRs) come from pyroomacoustics' image-source simulation of random
 shoebox rooms, generated once per seed and cached as ``.npy``; each RIR is kept twice, whole
@@ -31,6 +31,7 @@ ROOM_RANGE = ((3.0, 10.0), (3.0, 8.0), (2.4, 4.0))  # metres, x / y / z
 EQ_DB = 6.0  # shelf gains drawn in [-EQ_DB, EQ_DB]
 LOWPASS_HZ = (3500.0, 7500.0)  # band-limited examples: cut-off drawn in this range
 NOISE_SPEED_OCTAVES = 0.5  # sped-up / slowed-down noise: rate 2**u, u uniform in +-this
+NOISE_MIX_DB = (-10.0, 0.0)  # a second noise added: its energy relative to the first, uniform
 
 
 @dataclasses.dataclass(frozen=True)
@@ -45,6 +46,9 @@ class Augmentation:
         noise_speed_prob: probability that the noise plays at another speed (``speed_warp``,
             rate ``2**u``, ``u`` uniform in ``±NOISE_SPEED_OCTAVES``): its spectrum and tempo move
             together, so a few hundred recordings give many more distinct noises.
+        noise_mix_prob: probability that a second noise is added to the noise: the next
+            example's noise clip of the batch (usually another recording), at an
+            energy ``NOISE_MIX_DB`` relative to the first; the mixture's SNR is then set on the sum.
     """
 
     rirs: np.ndarray | None = None
@@ -52,9 +56,11 @@ class Augmentation:
     eq_prob: float = 0.0
     bandlimit_prob: float = 0.0
     noise_speed_prob: float = 0.0
+    noise_mix_prob: float = 0.0
 
     def __post_init__(self):
-        for name in ("reverb_prob", "eq_prob", "bandlimit_prob", "noise_speed_prob"):
+        for name in ("reverb_prob", "eq_prob", "bandlimit_prob", "noise_speed_prob",
+                     "noise_mix_prob"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"{name} must lie in [0, 1], got {getattr(self, name)}")
         if self.reverb_prob > 0 and (self.rirs is None or np.ndim(self.rirs) != 3
@@ -65,7 +71,7 @@ class Augmentation:
     @property
     def active(self) -> bool:
         return max(self.reverb_prob, self.eq_prob, self.bandlimit_prob,
-                   self.noise_speed_prob) > 0
+                   self.noise_speed_prob, self.noise_mix_prob) > 0
 
 
 def room_impulse_responses(n: int = 300, seed: int = 0, cache_dir=None,
@@ -170,6 +176,15 @@ def augment_batch(clean, noise, seed, augmentation: Augmentation):
             tf.random.experimental.stateless_fold_in(seed, 8), num=2)
         rate = tf.pow(2.0, uniform(speed_seeds[0], -NOISE_SPEED_OCTAVES, NOISE_SPEED_OCTAVES))
         noise = speed_warp(noise, tf.where(coin(speed_seeds[1], aug.noise_speed_prob), rate, 1.0))
+    if aug.noise_mix_prob > 0:  # its own seeds too
+        mix_seeds = tf.random.experimental.stateless_split(
+            tf.random.experimental.stateless_fold_in(seed, 9), num=2)
+        second = tf.roll(noise, 1, axis=0)
+        energy = lambda x: tf.reduce_sum(tf.square(x), -1, keepdims=True) + 1e-10  # noqa: E731
+        gain = tf.sqrt(energy(noise) / energy(second)
+                       * tf.pow(10.0, uniform(mix_seeds[0], *NOISE_MIX_DB)[:, tf.newaxis] / 10.0))
+        on = coin(mix_seeds[1], aug.noise_mix_prob)[:, tf.newaxis]
+        noise = noise + tf.where(on, gain, 0.0) * second
     x = spectrum(clean)
     noise_out = back(spectrum(noise) * tf.cast(h_noise, tf.complex64))
     if aug.reverb_prob > 0:

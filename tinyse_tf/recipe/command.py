@@ -18,7 +18,8 @@ CONFIG_FLAGS = {
     "batch_size": "value", "clip_seconds": "value", "steps_per_epoch": "value",
     "snr_range": "pair", "kd_granularity": "value", "kd_reduction": "value",
     "kd_normalize": "bool", "kd_layers": "list", "reset_optimizer": "bool",
-    "snr_measure": "value", "builtin_weight": "value", "noise_speed_prob": "value", "norm": "value", "seed": "value",
+    "snr_measure": "value", "builtin_weight": "value", "noise_speed_prob": "value",
+    "noise_mix_prob": "value", "norm": "value", "seed": "value",
     "int8": "list",
 }
 #: config.json's data and checkpoint paths (absolute there) and their flags.

@@ -65,6 +65,7 @@ class RecipeConfig:
     eq_prob: float = 0.0
     bandlimit_prob: float = 0.0
     noise_speed_prob: float = 0.0  # noise played 0.71-1.41x as fast (tinyse_tf.data.augment)
+    noise_mix_prob: float = 0.0  # a second noise added, 0-10 dB weaker (tinyse_tf.data.augment)
     lr_schedule: str = "constant"  # or "cosine": decays to 1/10 over each stage's steps
     # Which weights a stage keeps: "last" epoch, or "best" validation SI-SDR (of the enhanced
     # validation batches, logged as val_si_sdr; epochs of step 1 of two-step KD are not eligible).
@@ -94,7 +95,7 @@ class RecipeConfig:
                              f"float32 only); got {', '.join(map(str, kinds))}")
         object.__setattr__(self, "int8", tuple(k for k in INT8_KINDS if k in kinds))
         for field in ("builtin_weight", "reverb_prob", "eq_prob", "bandlimit_prob",
-                      "noise_speed_prob"):
+                      "noise_speed_prob", "noise_mix_prob"):
             if not 0.0 <= getattr(self, field) <= 1.0:
                 raise ValueError(f"{field} must lie in [0, 1], got {getattr(self, field)}")
         if self.snr_measure not in SNR_MEASURES:
@@ -108,7 +109,8 @@ class RecipeConfig:
 
     @property
     def augmented(self) -> bool:
-        return max(self.reverb_prob, self.eq_prob, self.bandlimit_prob, self.noise_speed_prob) > 0
+        return max(self.reverb_prob, self.eq_prob, self.bandlimit_prob, self.noise_speed_prob,
+                   self.noise_mix_prob) > 0
 
     def _check_kd(self):
         for field in ("kd_normalize", "reset_optimizer"):
@@ -143,7 +145,8 @@ class RecipeConfig:
 #: ``config.json`` without them is read with these (``open_run``), so the run still resumes.
 LEGACY_VALUES = {"kd_reduction": "mean", "kd_normalize": True, "kd_layers": (),
                  "reset_optimizer": False, "builtin_weight": 0.0, "reverb_prob": 0.0,
-                 "eq_prob": 0.0, "bandlimit_prob": 0.0, "noise_speed_prob": 0.0, "lr_schedule": "constant", "keep": "last",
+                 "eq_prob": 0.0, "bandlimit_prob": 0.0, "noise_speed_prob": 0.0,
+                 "noise_mix_prob": 0.0, "lr_schedule": "constant", "keep": "last",
                  "snr_measure": "energy", "students": STUDENT_METHODS}
 
 

@@ -124,7 +124,8 @@ class Run:
                                            progress=bool(self.verbose))
                     if self.cfg.reverb_prob > 0 else None)
             self.augmentation = Augmentation(rirs, self.cfg.reverb_prob, self.cfg.eq_prob,
-                                             self.cfg.bandlimit_prob, self.cfg.noise_speed_prob)
+                                             self.cfg.bandlimit_prob, self.cfg.noise_speed_prob,
+                                             self.cfg.noise_mix_prob)
         corpus = self.corpus = self.data.corpus  # source files: test sets, int8 calibration
         speech, noise = corpus.split("test")
         write_test_sets(speech[:self.cfg.test_clips], noise, self.out / "testsets",
@@ -652,6 +653,9 @@ def parse_args(argv=None, prog="two_step.py"):
     p.add_argument("--noise-speed-prob", type=float, metavar="P",
                    help="the share of training noise clips played 0.71-1.41x as fast, which moves "
                         "their spectrum (default: preset's)")
+    p.add_argument("--noise-mix-prob", type=float, metavar="P",
+                   help="the share of training noise clips with a second noise added, 0-10 dB "
+                        "weaker (default: preset's)")
     p.add_argument("--norm", choices=("cln", "frame_ln", "batch", "none"),
                    help="normalisation of every model (cln = paper; frame_ln for int8)")
     p.add_argument("--seed", type=int)
