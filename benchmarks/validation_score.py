@@ -86,12 +86,13 @@ def main(argv=None):
         r = Run(dataclasses.replace(cfg, snr_range=snr_range), run, record.get("speech_dir"),
                 record.get("noise_dir"), args.data_dir, verbose=0)
         r.prepare_data()
-        streams = {"validation stream": r.dataset("valid", 1)}
         if args.cross_splits:  # the validation stream's seed; endless, so valid speech repeats
             streams = {f"{sp} speech, {nz} noise": mixture_dataset(
                 r.data.split(sp)[0], r.data.split(nz)[1], clip_seconds=cfg.clip_seconds,
                 batch_size=cfg.batch_size, snr_range=snr_range, seed=cfg.seed + 1)
                 for sp in ("train", "valid") for nz in ("train", "valid")}
+        else:
+            streams = {"validation stream": r.dataset("valid", 1)}
         for stream, data in streams.items():
             for model, distiller in distillers.items():
                 logs = distiller.evaluate(data, steps=cfg.validation_steps, return_dict=True,

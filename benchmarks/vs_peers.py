@@ -26,8 +26,8 @@ Prints markdown tables and JSON (stdout or ``--json``): per enhancer and input S
 improvement over the noisy input in SI-SDR (dB), PESQ-WB and eSTOI (points) with standard
 errors over mixtures; its paired per-mixture difference to log-MMSE, GTCRN and DTLN; our
 ΔSI-SDR as a share of each peer's; on the full grid (no ``--clips``) its mean ΔSI-SDR per noise
-recording at each SNR (``si_sdr_by_noise``; printed for the middle SNR); and its cost: float/int8 weights stored, multiply-accumulates
-of its weight layers per second of audio (counted from the files: benchmarks/peers.py,
+recording at each SNR (``si_sdr_by_noise``; printed for the middle SNR); and its cost:
+float/int8 weights stored, multiply-accumulates of its weight layers per second of audio (counted from the files: benchmarks/peers.py,
 ``tinyse_tf.export.tflite_ops.weight_macs``; Keras models: ``tinyse_tf.macs_per_frame``), and CPU time
 per 16 ms of audio on one thread (process time of all calls, our .tflite files' numpy
 STFT/mel/mask path included, divided by the 16 ms hops of audio processed).
@@ -118,6 +118,7 @@ def run(enhancers, pairs_by_snr, references=REFERENCES, noise_names=None):
     ``noise_names`` (the noise of each mixture) also ``"si_sdr_by_noise": {noise: mean}``."""
     from tinyse_tf.export.fidelity import score_enhancers
 
+    names = None if noise_names is None else np.asarray(noise_names)
     timed = {name: Timed(enhance) for name, enhance in enhancers.items()}
     scores = score_enhancers(timed, pairs_by_snr, METRICS)
     out = {}
@@ -128,9 +129,8 @@ def run(enhancers, pairs_by_snr, references=REFERENCES, noise_names=None):
             row = {**{m: mean_se(v) for m, v in deltas.items()}, "us_per_16ms": us, "vs": {}}
             if noise_names is not None:
                 values = np.asarray(deltas["si_sdr"])
-                row["si_sdr_by_noise"] = {
-                    noise: float(values[[n == noise for n in noise_names]].mean())
-                    for noise in dict.fromkeys(noise_names)}
+                row["si_sdr_by_noise"] = {noise: float(values[names == noise].mean())
+                                          for noise in dict.fromkeys(noise_names)}
             for ref in references:
                 if ref in scores and ref != name:
                     row["vs"][ref] = {m: mean_se(np.asarray(v) - np.asarray(scores[ref][snr][m]))
@@ -191,10 +191,8 @@ def share_table(results, ours) -> str:
     return "\n".join(lines)
 
 
-def noise_table(results) -> str:
-    """Markdown: mean ΔSI-SDR per noise recording (columns) at the middle SNR of the run."""
-    snrs = list(next(iter(results.values())))
-    snr = snrs[len(snrs) // 2]
+def noise_table(results, snr: str) -> str:
+    """Markdown: mean ΔSI-SDR per noise recording (columns) at input SNR ``snr`` (a results key)."""
     noises = list(next(iter(results.values()))[snr]["si_sdr_by_noise"])
     lines = ["| enhancer | " + " | ".join(noises) + " |", "|" + "---|" * (len(noises) + 1)]
     for name, per_snr in results.items():
@@ -316,8 +314,8 @@ def main(argv=None):
               **{f"paired difference to {ref}": paired_table(results, ref) for ref in references},
               "our ΔSI-SDR as a share of the peers'": share_table(results, list(ours))}
     if noise_names is not None:
-        middle = args.snrs[len(args.snrs) // 2]
-        tables[f"ΔSI-SDR per noise recording at {middle:g} dB"] = noise_table(results)
+        middle = f"{args.snrs[len(args.snrs) // 2]:g}"
+        tables[f"ΔSI-SDR per noise recording at {middle} dB"] = noise_table(results, middle)
     report = {"machine": machine(), "date": time.strftime("%Y-%m-%d"),
               "speech": Path(args.speech).name, "noise": Path(args.noise).name,
               "speech_files": len(speech), "noise_files": len(noise),

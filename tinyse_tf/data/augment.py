@@ -32,6 +32,8 @@ EQ_DB = 6.0  # shelf gains drawn in [-EQ_DB, EQ_DB]
 LOWPASS_HZ = (3500.0, 7500.0)  # band-limited examples: cut-off drawn in this range
 NOISE_SPEED_OCTAVES = 0.5  # sped-up / slowed-down noise: rate 2**u, u uniform in +-this
 NOISE_MIX_DB = (-10.0, 0.0)  # a second noise added: its energy relative to the first, uniform
+#: The per-example probabilities of :class:`Augmentation`, also fields of the recipe's config.
+PROBABILITIES = ("reverb_prob", "eq_prob", "bandlimit_prob", "noise_speed_prob", "noise_mix_prob")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -59,8 +61,7 @@ class Augmentation:
     noise_mix_prob: float = 0.0
 
     def __post_init__(self):
-        for name in ("reverb_prob", "eq_prob", "bandlimit_prob", "noise_speed_prob",
-                     "noise_mix_prob"):
+        for name in PROBABILITIES:
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"{name} must lie in [0, 1], got {getattr(self, name)}")
         if self.reverb_prob > 0 and (self.rirs is None or np.ndim(self.rirs) != 3
@@ -70,8 +71,7 @@ class Augmentation:
 
     @property
     def active(self) -> bool:
-        return max(self.reverb_prob, self.eq_prob, self.bandlimit_prob,
-                   self.noise_speed_prob, self.noise_mix_prob) > 0
+        return max(getattr(self, name) for name in PROBABILITIES) > 0
 
 
 def room_impulse_responses(n: int = 300, seed: int = 0, cache_dir=None,
@@ -171,16 +171,20 @@ def augment_batch(clean, noise, seed, augmentation: Augmentation):
     def back(spec):
         return tf.signal.irfft(spec, [n_fft])[:, :n]
 
-    if aug.noise_speed_prob > 0:  # its own seeds: the other draws stay as without it
-        speed_seeds = tf.random.experimental.stateless_split(
-            tf.random.experimental.stateless_fold_in(seed, 8), num=2)
+    def own_seeds(k):  # for options added later: the other draws stay as without them
+        return tf.random.experimental.stateless_split(
+            tf.random.experimental.stateless_fold_in(seed, k), num=2)
+
+    def energy(x):
+        return tf.reduce_sum(tf.square(x), -1, keepdims=True) + 1e-10
+
+    if aug.noise_speed_prob > 0:
+        speed_seeds = own_seeds(8)
         rate = tf.pow(2.0, uniform(speed_seeds[0], -NOISE_SPEED_OCTAVES, NOISE_SPEED_OCTAVES))
         noise = speed_warp(noise, tf.where(coin(speed_seeds[1], aug.noise_speed_prob), rate, 1.0))
-    if aug.noise_mix_prob > 0:  # its own seeds too
-        mix_seeds = tf.random.experimental.stateless_split(
-            tf.random.experimental.stateless_fold_in(seed, 9), num=2)
+    if aug.noise_mix_prob > 0:
+        mix_seeds = own_seeds(9)
         second = tf.roll(noise, 1, axis=0)
-        energy = lambda x: tf.reduce_sum(tf.square(x), -1, keepdims=True) + 1e-10  # noqa: E731
         gain = tf.sqrt(energy(noise) / energy(second)
                        * tf.pow(10.0, uniform(mix_seeds[0], *NOISE_MIX_DB)[:, tf.newaxis] / 10.0))
         on = coin(mix_seeds[1], aug.noise_mix_prob)[:, tf.newaxis]

@@ -1,7 +1,8 @@
 """Recipe configuration: one dataclass and the ``smoke`` / ``demo`` / ``paper`` presets."""
 import dataclasses
 
-from tinyse_tf.data.mixing import SNR_MEASURES  # numpy only: no TensorFlow import here
+from tinyse_tf.data.augment import PROBABILITIES  # numpy only: no TensorFlow import here
+from tinyse_tf.data.mixing import SNR_MEASURES
 
 
 STUDENT_METHODS = ("baseline", "one_step", "two_step")  # the recipe's students, in training order
@@ -94,8 +95,7 @@ class RecipeConfig:
             raise ValueError(f"int8 must be distinct names from {', '.join(INT8_KINDS)} (none: "
                              f"float32 only); got {', '.join(map(str, kinds))}")
         object.__setattr__(self, "int8", tuple(k for k in INT8_KINDS if k in kinds))
-        for field in ("builtin_weight", "reverb_prob", "eq_prob", "bandlimit_prob",
-                      "noise_speed_prob", "noise_mix_prob"):
+        for field in ("builtin_weight", *PROBABILITIES):
             if not 0.0 <= getattr(self, field) <= 1.0:
                 raise ValueError(f"{field} must lie in [0, 1], got {getattr(self, field)}")
         if self.snr_measure not in SNR_MEASURES:
@@ -109,8 +109,7 @@ class RecipeConfig:
 
     @property
     def augmented(self) -> bool:
-        return max(self.reverb_prob, self.eq_prob, self.bandlimit_prob, self.noise_speed_prob,
-                   self.noise_mix_prob) > 0
+        return max(getattr(self, field) for field in PROBABILITIES) > 0
 
     def _check_kd(self):
         for field in ("kd_normalize", "reset_optimizer"):

@@ -118,14 +118,13 @@ class Run:
                                   **CORPUS_SIZES[self.cfg.corpus_size])
             self.data = prepare_corpus(corpus, self.out / "data", progress=bool(self.verbose))
         if self.cfg.augmented:
-            from tinyse_tf.data.augment import Augmentation, room_impulse_responses
+            from tinyse_tf.data.augment import PROBABILITIES, Augmentation, room_impulse_responses
 
             rirs = (room_impulse_responses(seed=self.cfg.seed, cache_dir=self.out / "augment",
                                            progress=bool(self.verbose))
                     if self.cfg.reverb_prob > 0 else None)
-            self.augmentation = Augmentation(rirs, self.cfg.reverb_prob, self.cfg.eq_prob,
-                                             self.cfg.bandlimit_prob, self.cfg.noise_speed_prob,
-                                             self.cfg.noise_mix_prob)
+            self.augmentation = Augmentation(
+                rirs, **{name: getattr(self.cfg, name) for name in PROBABILITIES})
         corpus = self.corpus = self.data.corpus  # source files: test sets, int8 calibration
         speech, noise = corpus.split("test")
         write_test_sets(speech[:self.cfg.test_clips], noise, self.out / "testsets",
