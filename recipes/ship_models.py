@@ -17,6 +17,12 @@ after shipping (``python benchmarks/vs_peers.py``, as README's table is). A seco
 (e.g. ``vs_peers.py ... --snrs 10 20 30``) adds its quality table for those input SNRs; the
 student card's "Limitations" lists every input SNR at which one of our rows lowers SI-SDR.
 
+When the code around the shipped files changes (the signal path, say) and the run folder is
+gone, ``python recipes/ship_models.py --refresh --benchmark bench.json [--benchmark ...]``
+rewrites only the cards' benchmark sections (and the Limitations bullets drawn from them) from
+a vs_peers.py run on the shipped files, and notes in "Metrics" that the run's own table is
+from shipping; files, registry and everything else stay as shipped.
+
 A run that reused the teacher of an earlier run (``--teacher-checkpoint RUN0/models/teacher.keras``,
 e.g. a long teacher run, then the students) ships too: the teacher's card takes its schedule,
 training cost and kept epoch from RUN0, and both cards print the two commands that reproduce them.
@@ -127,8 +133,14 @@ def limitations(cfg, benches) -> str:
     """Markdown bullets: what the card's numbers cover, and every input SNR of the benchmarks at
     which one of our rows (``ours: ...``) lowers SI-SDR on average."""
     low, high = cfg["snr_range"]
-    lines = [f"- Trained on mixtures at energy SNR {low:g} to {high:g} dB; the test set above is "
-             "at -5 / 0 / +5 dB. Other conditions are measured only where a table says so."]
+    return "\n".join([f"- Trained on mixtures at energy SNR {low:g} to {high:g} dB; the test set "
+                      "above is at -5 / 0 / +5 dB. Other conditions are measured only where a "
+                      "table says so.", *benchmark_limits(benches)])
+
+
+def benchmark_limits(benches) -> list[str]:
+    """The Limitations bullets that come from the benchmarks (see ``limitations``)."""
+    lines = []
     for bench in benches:
         ours = {name: per_snr for name, per_snr in bench["results"].items()
                 if name.startswith("ours")}
@@ -139,7 +151,7 @@ def limitations(cfg, benches) -> str:
                 lines.append(f"- {name} lowers SI-SDR on average at input SNR "
                              f"{', '.join(losses)}: there its distortion of the speech outweighs "
                              "the noise it removes, by SI-SDR (PESQ and eSTOI: the tables above).")
-    return "\n".join(lines)
+    return lines
 
 
 def size_label(n_params: int, title: bool = False) -> str:
@@ -257,12 +269,57 @@ standard error over files (from `{run}/report/report.json`).
 
 {metrics_table(report, rows)}
 
-## Against log-MMSE and the public tiny enhancers (GTCRN, DTLN), and cost
+{BENCH_HEADING}
 {extra['bench']}
 
 ## Limitations
 {extra['limits']}
 """
+
+
+BENCH_HEADING = "## Against log-MMSE and the public tiny enhancers (GTCRN, DTLN), and cost"
+REMEASURED = "**Re-measured since shipping**"
+
+
+def replace_section(text: str, heading: str, body: str) -> str:
+    """``text`` with the body of its markdown section ``heading`` (up to the next ``## `` or the
+    end) replaced by ``body``; ValueError if the section is missing."""
+    start = text.find(heading + "\n")
+    if start < 0:
+        raise ValueError(f"no section {heading!r}")
+    start += len(heading) + 1
+    end = text.find("\n## ", start)
+    return text[:start] + body.rstrip("\n") + "\n" + (text[end:] if end >= 0 else "")
+
+
+def section(text: str, heading: str) -> str:
+    """The body of the markdown section ``heading`` of ``text`` ("" if missing)."""
+    start = text.find(heading + "\n")
+    if start < 0:
+        return ""
+    start += len(heading) + 1
+    end = text.find("\n## ", start)
+    return text[start:end if end >= 0 else len(text)]
+
+
+def refresh_card(text: str, name: str, benches, commit: str, date: str) -> str:
+    """A card with its benchmark sections rewritten from ``benches`` and a line in "Metrics"
+    saying so; the models, their files and the run's own test-set table stay as shipped. For a
+    change of the code around the shipped files (e.g. the signal path) once the run is gone."""
+    where = ("in the section below" if name == "student" else
+             "in the student card's benchmark ([student.md](student.md), row `ours: teacher`)")
+    note = (f"{REMEASURED} (commit `{commit}`, {date}, `python recipes/ship_models.py --refresh "
+            f"--benchmark ...`): the table above is the run's own report at shipping; the files "
+            f"are unchanged, and what today's code makes of them is {where}.")
+    metrics = [line for line in section(text, "## Metrics").split("\n")
+               if not line.startswith(REMEASURED)]
+    text = replace_section(text, "## Metrics", "\n".join(metrics).rstrip("\n") + f"\n\n{note}\n")
+    if name != "student":
+        return text
+    text = replace_section(text, BENCH_HEADING, benchmark_table(benches) + "\n")
+    kept = [line for line in section(text, "## Limitations").split("\n")
+            if line.startswith("- Trained on")]
+    return replace_section(text, "## Limitations", "\n".join(kept + benchmark_limits(benches)))
 
 
 STAGES = (  # registry name, run stage, weights dtype, title after the size, in the file stem
@@ -391,9 +448,32 @@ def remove_unlisted(folder, old, new) -> list[str]:
     return removed
 
 
+def refresh(cards: pathlib.Path, benchmarks: list[str], commit: str) -> int:
+    """``--refresh``: rewrite the cards' benchmark sections in place (atomically); exit 2 with
+    one line when a card or benchmark is missing or unreadable, before anything is written."""
+    try:
+        if not benchmarks:
+            raise ValueError("--refresh needs --benchmark (a vs_peers.py --json output)")
+        benches = [json.loads(pathlib.Path(path).read_text()) for path in benchmarks]
+        names = ("student", "teacher")
+        texts = {name: refresh_card((cards / f"{name}.md").read_text(), name, benches, commit,
+                                    benches[0]["date"]) for name in names}
+    except (OSError, ValueError, KeyError) as err:
+        print(f"{PROG}: error: {err}", file=sys.stderr)
+        return 2
+    for name, text in texts.items():
+        atomic_write_text(cards / f"{name}.md", text)
+    print(f"refreshed the benchmark sections of {', '.join(f'{n}.md' for n in names)} in {cards}")
+    return 0
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(prog=PROG, description=__doc__.split("\n")[0])
-    p.add_argument("run", help="a finished recipe run folder (recipes/two_step.py --out)")
+    p.add_argument("run", nargs="?", help="a finished recipe run folder (recipes/two_step.py --out)")
+    p.add_argument("--refresh", action="store_true",
+                   help="instead of shipping a run: rewrite the benchmark sections of the cards "
+                        "in --cards from the --benchmark JSONs (run on the shipped files with "
+                        "today's code), keeping the rest of each card as shipped")
     p.add_argument("--benchmark", action="append", default=[],
                    help="vs_peers.py --json output for the peers section; repeat for more input "
                         "SNRs (e.g. a --snrs 10 20 30 run)")
@@ -407,6 +487,12 @@ def main(argv=None):
                         "licences, for the cards; required unless the run's preset is "
                         + " or ".join(DATA_NOTES) + " (built-in notes, which it replaces)")
     args = p.parse_args(argv)
+    if args.refresh == bool(args.run):
+        p.error("give a run folder to ship, or --refresh (not both)")
+    commit = args.commit or subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short",
+                                            "HEAD"], capture_output=True, text=True).stdout.strip()
+    if args.refresh:
+        return refresh(pathlib.Path(args.cards), args.benchmark, commit)
     run, folder, cards = pathlib.Path(args.run), pathlib.Path(args.into), pathlib.Path(args.cards)
     registry_path = folder / REGISTRY.name
     try:
@@ -426,8 +512,6 @@ def main(argv=None):
         print(f"{PROG}: error: {err}", file=sys.stderr)
         return 2
     report = json.loads((run / "report" / "report.json").read_text())
-    commit = args.commit or subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short",
-                                            "HEAD"], capture_output=True, text=True).stdout.strip()
     benches = [json.loads(pathlib.Path(path).read_text()) for path in args.benchmark]
     from tinyse_tf._tf import keras
     import tinyse_tf.models  # noqa: F401  (registers the custom layers)

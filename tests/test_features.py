@@ -35,8 +35,13 @@ def test_mel_matrices():
     fb, inv = mel_matrix(), mel_to_linear_matrix()
     assert fb.shape == (N_BINS, N_MELS) and inv.shape == (N_MELS, N_BINS)
     assert (fb.sum(axis=0) > 0).all(), "every mel band must cover at least one bin"
-    # A constant mel mask maps to the same constant on every linear bin.
-    np.testing.assert_allclose(np.full(N_MELS, 0.7) @ inv, 0.7, atol=1e-6)
+    # A constant mel mask maps to the same constant on every bin but DC, which gets 0; bin 1
+    # (31.25 Hz), which no band covers either, takes the lowest band's mask.
+    assert np.flatnonzero(fb.sum(axis=1) <= 0).tolist() == [0, 1]
+    linear = np.full(N_MELS, 0.7) @ inv
+    assert linear[0] == 0
+    np.testing.assert_allclose(linear[1:], 0.7, atol=1e-6)
+    assert inv[:, 1].tolist() == [1.0] + [0.0] * (N_MELS - 1)
     assert (inv >= 0).all()
 
 

@@ -165,6 +165,43 @@ def test_ship_models_cards_take_further_benchmarks_and_list_where_ours_loses():
     assert "lowers" not in ship.limitations(cfg, [main])
 
 
+def test_ship_models_refresh_rewrites_only_the_benchmark_sections(tmp_path):
+    """--refresh on the cards as shipped: the student card's benchmark section and benchmark
+    bullets come from the new JSON, both cards' Metrics say so once (a second refresh replaces
+    the line), and every other line stays; a missing benchmark stops it with one line."""
+    cards = tmp_path / "cards"
+    cards.mkdir()
+    for name in ("student", "teacher"):
+        (cards / f"{name}.md").write_text((ROOT / "docs" / "models" / f"{name}.md").read_text())
+    bench = tmp_path / "bench.json"
+    bench.write_text(json.dumps({
+        "machine": {"processor": "cpu", "cpus": 2, "platform": "linux", "python": "3.11"},
+        "date": "2026-12-08", "mixtures_per_snr": 3, "seconds": 4, "lead_in_s": 1,
+        "tables": {"quality and cost": "| new table |"},
+        "results": {"ours: student int8": {"30": {"si_sdr": {"mean": -1.5}}}}}))
+    before = {n: (cards / f"{n}.md").read_text() for n in ("student", "teacher")}
+    for _ in range(2):
+        proc = _recipe("--refresh", "--benchmark", str(bench), "--cards", str(cards),
+                       "--commit", "abc1234", script="ship_models.py")
+        assert proc.returncode == 0, proc.stderr[-2000:]
+    student, teacher = ((cards / f"{n}.md").read_text() for n in ("student", "teacher"))
+    for old, new in ((before["student"], student), (before["teacher"], teacher)):
+        assert new.count("**Re-measured since shipping** (commit `abc1234`, 2026-12-08") == 1
+        kept = [line for line in old.split("\n") if "±" in line and "| two-step" in line
+                or line.startswith(("# ", "| `", "## "))]
+        assert kept and all(line in new for line in kept)
+    body = student.split("## Against log-MMSE")[1].split("\n## ")[0]
+    assert "| new table |" in body and "GTCRN | 48.2 k" not in body
+    limits = student.split("## Limitations\n")[1]
+    assert limits.startswith("- Trained on mixtures at energy SNR")
+    assert "ours: student int8 lowers SI-SDR on average at input SNR 30 dB (-1.50 dB)" in limits
+    assert "row `ours: teacher`" in teacher
+    proc = _recipe("--refresh", "--benchmark", str(tmp_path / "no.json"), "--cards", str(cards),
+                   script="ship_models.py")
+    assert proc.returncode == 2 and proc.stderr.strip().startswith("ship_models.py: error: ")
+    assert len(proc.stderr.strip().splitlines()) == 1
+
+
 def test_ship_models_ships_a_run_that_reused_another_runs_teacher(smoke_run, tmp_path):
     """A students' run with --teacher-checkpoint RUN0/models/teacher.keras ships: the teacher's
     card takes its schedule and history from RUN0, and the cards print both commands, which
@@ -320,6 +357,41 @@ def test_validation_score_reproduces_the_runs_own_validation_si_sdr(smoke_run):
     for stream in streams:
         assert crossed["-5"][stream]["teacher"] + 10 < crossed["20"][stream]["teacher"]
     assert len({crossed["-5"][stream]["teacher"] for stream in streams}) == 4  # four data sets
+
+
+def test_low_bins_scores_each_treatment_of_the_bins_below_the_filterbank(smoke_run):
+    """benchmarks/low_bins.py: its ``dc_zero`` matrix is today's ``mel_to_linear_matrix``, ``copy``
+    gives both low bins the lowest band's mask and ``both_zero`` neither; on the smoke run each
+    treatment is scored on the same batches, today's exactly as validation_score.py scores it."""
+    import numpy as np
+
+    from tinyse_tf.dsp import mel_to_linear_matrix
+
+    spec = importlib.util.spec_from_file_location("low_bins", ROOT / "benchmarks" / "low_bins.py")
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    try:
+        low = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(low)
+    finally:
+        sys.path.remove(str(ROOT / "benchmarks"))
+    np.testing.assert_array_equal(low.matrix("dc_zero"), mel_to_linear_matrix())
+    for treatment, first in (("copy", [1.0, 1.0]), ("both_zero", [0.0, 0.0])):
+        m = low.matrix(treatment)
+        assert m[0, :2].tolist() == first and not m[1:, :2].any()
+        np.testing.assert_array_equal(m[:, 2:], mel_to_linear_matrix()[:, 2:])
+    base, out, _ = smoke_run
+    scores, today = base / "low_bins.json", base / "today.json"
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    for script, path in (("low_bins.py", scores), ("validation_score.py", today)):
+        proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / script), str(out),
+                               "teacher", "--data-dir", str(base / "data"), "--snrs", "0",
+                               "--json", str(path)], capture_output=True, text=True,
+                              timeout=600, env=env)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+    by = json.loads(scores.read_text())["val_si_sdr_at_snr_by_treatment"]
+    assert set(by) == {"copy", "dc_zero", "both_zero"}
+    assert by["dc_zero"] == json.loads(today.read_text())["val_si_sdr_at_snr"]
+    assert len({by[t]["0"]["teacher"] for t in by}) == 3  # the treatments differ
 
 
 def test_stop_after_teacher_trains_the_chosen_teacher_only(tmp_path):

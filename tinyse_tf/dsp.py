@@ -59,14 +59,16 @@ def mel_to_linear_matrix() -> np.ndarray:
     """[80, 257] float32 matrix mapping a mel-grid mask to the linear grid.
 
     Each linear bin gets the filterbank-weighted average of the mel masks (column-normalised
-    transpose of ``mel_matrix``), so a mask in (0, 1) stays in (0, 1). Bins no band covers
-    (below 50 Hz) copy the nearest band, the lowest one.
+    transpose of ``mel_matrix``), so a mask in (0, 1) stays in (0, 1). No band covers the two
+    bins below the filterbank's 50 Hz: the DC bin gets mask 0 (its window's main lobe spans
+    0-47 Hz: rumble, hum and offsets, no speech), bin 1 (31 Hz, main lobe up to 78 Hz, into low
+    voices) copies the lowest band's mask (docs/DESIGN.md, B.2; chosen on validation,
+    docs/RESULTS.md section 12).
     """
     fb = mel_matrix().T.astype(np.float64)  # [80, 257]
     weight = fb.sum(axis=0)
-    uncovered = weight <= 0
-    out = np.where(uncovered, 0.0, fb / np.where(uncovered, 1.0, weight))
-    out[0, uncovered] = 1.0
+    out = fb / np.where(weight > 0, weight, 1.0)
+    out[0, 1:][weight[1:] <= 0] = 1.0
     return out.astype(np.float32)
 
 

@@ -24,6 +24,18 @@ def _noisy(seconds=1.3, seed=0):
     return (0.2 * speech + 0.05 * rng.standard_normal(n)).astype(np.float32)
 
 
+def _gained(audio, mel_gain):
+    """``audio`` through the frame path with a constant mel mask ``mel_gain`` (mapped to the
+    linear bins as the runtime maps it: DC gets 0), delayed by 256 samples, as long as
+    ``audio``: what a model with that constant mask streams."""
+    from tinyse_tf.dsp import FrameAnalyzer, FrameSynthesizer, mel_to_linear_matrix
+
+    padded = np.concatenate([audio, np.zeros(-len(audio) % HOP + HOP, np.float32)])
+    gain = np.full(80, mel_gain, np.float32) @ mel_to_linear_matrix()
+    out = FrameSynthesizer().push(FrameAnalyzer().push(padded) * gain)
+    return out[:len(audio) + 256]
+
+
 def _stream(enhancer, audio, sizes=IRREGULAR):
     outs, i, k = [], 0, 0
     while i < len(audio):
@@ -111,7 +123,8 @@ def test_int8_output_close_to_float(files):
 
 
 def test_latency_is_256_samples_with_a_pass_through_model(tmp_path):
-    """A model whose mask is sigmoid(30) = 1: the stream is the input delayed by 256 samples."""
+    """A model whose mask is sigmoid(30) = 1: the stream is the input delayed by 256 samples,
+    less its DC bin (below 50 Hz, which the mel mask does not reach)."""
     model = build_cruse("student_30k", norm="frame_ln")
     deconv = model.get_layer("dec4_deconv")
     deconv.set_weights([np.zeros_like(deconv.kernel.numpy()), np.full((1,), 30.0, np.float32)])
@@ -119,8 +132,11 @@ def test_latency_is_256_samples_with_a_pass_through_model(tmp_path):
     assert se.latency_samples == N_FFT - HOP == 256 and se.algorithmic_latency_samples == 512
     audio = _noisy(0.5, seed=1)
     out = _stream(se, audio)
-    np.testing.assert_allclose(out[:256], 0.0, atol=1e-6)
-    np.testing.assert_allclose(out[256:], audio, atol=1e-5)
+    np.testing.assert_allclose(out, _gained(audio, 1.0)[:len(out)], atol=1e-5)
+    # Aligned 256 samples late: the input less its DC bin, a small difference (a wrong delay
+    # would leave the full signal's size).
+    assert np.abs(out[:256]).max() < 0.02 and 0 < np.abs(out[256:] - audio).max() < 0.02
+    assert np.abs(audio).max() > 0.2
 
 
 def test_edgetpu_without_runtime_fails_with_one_line(files):
@@ -203,7 +219,7 @@ def test_frame_stream_runs_any_frame_model():
     audio = _noisy(0.7, seed=11)
     stream = FrameStream(_Halver())
     out = _stream(stream, audio)
-    np.testing.assert_allclose(out[256:], 0.5 * audio, atol=1e-5)
+    np.testing.assert_allclose(out, _gained(audio, 0.5)[:len(out)], atol=1e-5)
     assert stream.frame_model.steps == 0  # flush resets
     stream.process(audio[:1000])
     assert stream.frame_model.steps == 1000 // HOP
