@@ -307,7 +307,7 @@ def refresh_card(text: str, name: str, benches, commit: str, date: str) -> str:
     saying so; the models, their files and the run's own test-set table stay as shipped. For a
     change of the code around the shipped files (e.g. the signal path) once the run is gone."""
     where = ("in the section below" if name == "student" else
-             "in the student card's benchmark ([student.md](student.md), row `ours: teacher`)")
+             "in the student card's benchmark ([student.md](student.md), the teacher's rows)")
     note = (f"{REMEASURED} (commit `{commit}`, {date}, `python recipes/ship_models.py --refresh "
             f"--benchmark ...`): the table above is the run's own report at shipping; the files "
             f"are unchanged, and what today's code makes of them is {where}.")
