@@ -281,25 +281,27 @@ BENCH_HEADING = "## Against log-MMSE and the public tiny enhancers (GTCRN, DTLN)
 REMEASURED = "**Re-measured since shipping**"
 
 
-def replace_section(text: str, heading: str, body: str) -> str:
-    """``text`` with the body of its markdown section ``heading`` (up to the next ``## `` or the
-    end) replaced by ``body``; ValueError if the section is missing."""
+def _span(text: str, heading: str) -> tuple[int, int]:
+    """Start and end of the body of markdown section ``heading`` (up to the next ``## `` or the
+    end of ``text``); ValueError if there is no such section."""
     start = text.find(heading + "\n")
     if start < 0:
         raise ValueError(f"no section {heading!r}")
     start += len(heading) + 1
     end = text.find("\n## ", start)
-    return text[:start] + body.rstrip("\n") + "\n" + (text[end:] if end >= 0 else "")
+    return start, end if end >= 0 else len(text)
+
+
+def replace_section(text: str, heading: str, body: str) -> str:
+    """``text`` with the body of its markdown section ``heading`` replaced by ``body``."""
+    start, end = _span(text, heading)
+    return text[:start] + body.rstrip("\n") + "\n" + text[end:]
 
 
 def section(text: str, heading: str) -> str:
-    """The body of the markdown section ``heading`` of ``text`` ("" if missing)."""
-    start = text.find(heading + "\n")
-    if start < 0:
-        return ""
-    start += len(heading) + 1
-    end = text.find("\n## ", start)
-    return text[start:end if end >= 0 else len(text)]
+    """The body of the markdown section ``heading`` of ``text``."""
+    start, end = _span(text, heading)
+    return text[start:end]
 
 
 def refresh_card(text: str, name: str, benches, commit: str, date: str) -> str:
