@@ -9,6 +9,11 @@ lowest band's mask: the matrix until 2026-12-07), ``dc_zero`` (the DC bin 0, bin
 today's), ``both_zero`` (both 0). The models are scored as ``validation_score.py --snrs`` scores
 them (the same batches for every treatment), with the matrix swapped in before each is built.
 Reads the run folder; writes nothing there.
+
+    python benchmarks/low_bins.py --energy-of ../shared/audio/noise/test ../shared/audio/speech/test
+
+prints instead, per recording of those folders, the share of its energy in bins 0 and 1 (the
+STFT of ``FrameAnalyzer``, first 20 s, mono, at the file's rate: all of them are 16 kHz).
 """
 from __future__ import annotations
 
@@ -38,14 +43,45 @@ def matrix(treatment: str):
     return out
 
 
+def energy_shares(path, seconds: float = 20.0) -> tuple[float, float]:
+    """Share of a recording's STFT energy in bins 0 and 1 (first ``seconds``, first channel)."""
+    import numpy as np
+    import soundfile as sf
+
+    from tinyse_tf.constants import HOP
+    from tinyse_tf.dsp import FrameAnalyzer
+
+    audio, rate = sf.read(str(path), dtype="float32", always_2d=True)
+    audio = audio[:int(seconds * rate), 0]
+    power = (np.abs(FrameAnalyzer().push(audio[:len(audio) // HOP * HOP])) ** 2).sum(axis=0)
+    return float(power[0] / power.sum()), float(power[1] / power.sum())
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("run", help="recipe run folder (its config.json fixes the validation stream)")
-    p.add_argument("models", nargs="+", help="shipped names, .keras files or stage best.h5 files")
-    p.add_argument("--snrs", type=float, nargs="+", required=True, metavar="DB")
+    p.add_argument("run", nargs="?", help="recipe run folder (its config.json fixes the "
+                                            "validation stream)")
+    p.add_argument("models", nargs="*", help="shipped names, .keras files or stage best.h5 files")
+    p.add_argument("--snrs", type=float, nargs="+", metavar="DB")
     p.add_argument("--data-dir", help="the run's --data-dir, if it had one")
+    p.add_argument("--energy-of", nargs="+", metavar="DIR",
+                   help="instead: each recording's energy share in bins 0 and 1")
     p.add_argument("--json", help="write the scores here instead of stdout")
     args = p.parse_args(argv)
+    if args.energy_of:
+        from tinyse_tf.data import list_audio
+
+        shares = {}
+        for folder in args.energy_of:
+            files = list_audio(folder)
+            if not files:
+                p.error(f"--energy-of {folder}: no recordings there")
+            shares["/".join(Path(folder).resolve().parts[-2:])] = {Path(f).name: [round(v, 5) for v in energy_shares(f)]
+                              for f in files}
+        emit_json({"energy_share_bins_0_1": shares}, args.json)
+        return 0
+    if not args.run or not args.models or not args.snrs:
+        p.error("give a run folder, models and --snrs (or --energy-of DIR)")
     import tinyse_tf.features as features
 
     scores = {}

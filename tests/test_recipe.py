@@ -394,6 +394,31 @@ def test_low_bins_scores_each_treatment_of_the_bins_below_the_filterbank(smoke_r
     assert len({by[t]["0"]["teacher"] for t in by}) == 3  # the treatments differ
 
 
+def test_low_bins_energy_of_a_folder(tmp_path):
+    """low_bins.py --energy-of: a tone at 1 kHz has next to nothing in bins 0 and 1; the same
+    tone on a DC offset has most of its energy in bin 0; an empty folder is one line, exit 2."""
+    import numpy as np
+
+    from tinyse_tf.data import write_audio
+
+    folder = tmp_path / "rec" / "noise"
+    folder.mkdir(parents=True)
+    tone = 0.1 * np.sin(2 * np.pi * 1000 * np.arange(32000) / 16000).astype(np.float32)
+    write_audio(folder / "tone.wav", tone)
+    write_audio(folder / "offset.wav", tone + 0.5)
+    out = tmp_path / "energy.json"
+    script = [sys.executable, str(ROOT / "benchmarks" / "low_bins.py"), "--energy-of"]
+    proc = subprocess.run([*script, str(folder), "--json", str(out)], capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    shares = json.loads(out.read_text())["energy_share_bins_0_1"]["rec/noise"]
+    assert sum(shares["tone.wav"]) < 1e-3 and shares["offset.wav"][0] > 0.5
+    (tmp_path / "empty").mkdir()
+    proc = subprocess.run([*script, str(tmp_path / "empty")], capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == 2 and "no recordings there" in proc.stderr.strip().splitlines()[-1]
+
+
 def test_stop_after_teacher_trains_the_chosen_teacher_only(tmp_path):
     out = tmp_path / "run"
     proc = _recipe("--preset", "smoke", "--out", str(out), "--teacher", "student_30k",
