@@ -26,8 +26,8 @@ def _noisy(seconds=1.3, seed=0):
 
 def _gained(audio, mel_gain):
     """``audio`` through the frame path with a constant mel mask ``mel_gain`` (mapped to the
-    linear bins as the runtime maps it: DC gets 0), delayed by 256 samples, as long as
-    ``audio``: what a model with that constant mask streams."""
+    linear bins as the runtime maps it: DC gets 0), delayed by 256 samples (so 256 samples
+    longer than ``audio``): what a model with that constant mask streams."""
     from tinyse_tf.dsp import FrameAnalyzer, FrameSynthesizer, mel_to_linear_matrix
 
     padded = np.concatenate([audio, np.zeros(-len(audio) % HOP + HOP, np.float32)])
