@@ -13,7 +13,7 @@ Reads the run folder; writes nothing there.
     python benchmarks/low_bins.py --energy-of ../shared/audio/noise/test ../shared/audio/speech/test
 
 prints instead, per recording of those folders, the share of its energy in bins 0 and 1 (the
-STFT of ``FrameAnalyzer``, first 20 s, mono, at the file's rate: all of them are 16 kHz).
+STFT of ``FrameAnalyzer``, first 20 s as ``load_audio`` reads it: mono, 16 kHz).
 """
 from __future__ import annotations
 
@@ -44,15 +44,14 @@ def matrix(treatment: str):
 
 
 def energy_shares(path, seconds: float = 20.0) -> tuple[float, float]:
-    """Share of a recording's STFT energy in bins 0 and 1 (first ``seconds``, first channel)."""
+    """Share of a recording's STFT energy in bins 0 and 1 (first ``seconds`` at 16 kHz)."""
     import numpy as np
-    import soundfile as sf
 
-    from tinyse_tf.constants import HOP
+    from tinyse_tf.constants import HOP, SAMPLE_RATE
+    from tinyse_tf.data import load_audio
     from tinyse_tf.dsp import FrameAnalyzer
 
-    audio, rate = sf.read(str(path), dtype="float32", always_2d=True)
-    audio = audio[:int(seconds * rate), 0]
+    audio = load_audio(path)[:int(seconds * SAMPLE_RATE)]
     power = (np.abs(FrameAnalyzer().push(audio[:len(audio) // HOP * HOP])) ** 2).sum(axis=0)
     return float(power[0] / power.sum()), float(power[1] / power.sum())
 
@@ -76,8 +75,8 @@ def main(argv=None):
             files = list_audio(folder)
             if not files:
                 p.error(f"--energy-of {folder}: no recordings there")
-            shares["/".join(Path(folder).resolve().parts[-2:])] = {Path(f).name: [round(v, 5) for v in energy_shares(f)]
-                              for f in files}
+            key = "/".join(Path(folder).resolve().parts[-2:])  # e.g. noise/test
+            shares[key] = {f.name: [round(v, 5) for v in energy_shares(f)] for f in files}
         emit_json({"energy_share_bins_0_1": shares}, args.json)
         return 0
     if not args.run or not args.models or not args.snrs:

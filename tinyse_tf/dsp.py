@@ -67,8 +67,10 @@ def mel_to_linear_matrix() -> np.ndarray:
     """
     fb = mel_matrix().T.astype(np.float64)  # [80, 257]
     weight = fb.sum(axis=0)
-    out = fb / np.where(weight > 0, weight, 1.0)
-    out[0, 1:][weight[1:] <= 0] = 1.0
+    out = fb / np.where(weight > 0, weight, 1.0)  # uncovered bins: all 0
+    copies = weight <= 0
+    copies[0] = False  # the DC bin stays 0
+    out[0, copies] = 1.0
     return out.astype(np.float32)
 
 
