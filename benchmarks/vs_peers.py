@@ -213,8 +213,9 @@ def our_enhancers(models, parser):
         except (ValueError, OSError) as err:
             parser.error(str(err))
         path = Path(shipped or model)
+        name = model.partition(":")[0]  # a shipped name without its kind
         if shipped is not None:
-            name, _, kind = model.partition(":")
+            kind = model.partition(":")[2]
             kind = kind or ("keras" if path.suffix == ".npz" else
                             "int8" if "int8" in path.name else "float32")
             label = f"ours: {name} {kind}"
@@ -229,7 +230,7 @@ def our_enhancers(models, parser):
             enhancers[label] = StreamingEnhancer(path).enhance  # aligned with its input
             costs[label] = peers.tflite_cost([path], HOP)
         elif path.suffix in (".keras", ".npz") and path.is_file():
-            enhancers[label], costs[label] = keras_enhancer(model if shipped else path)
+            enhancers[label], costs[label] = keras_enhancer(name if shipped else path)
         else:
             parser.error(f"{model}: not a streaming .tflite file, a .keras model or a shipped "
                          "model name (student:int8, student:float32, teacher)")

@@ -33,7 +33,7 @@ def test_tiny_side_by_side_run(peers_folder, tmp_path):
     out = tmp_path / "bench.json"
     proc = subprocess.run(
         [sys.executable, str(ROOT / "benchmarks" / "vs_peers.py"), "student:int8",
-         "float=student:float32", "--against", "float", "--peers",
+         "float=student:float32", "student:keras", "--against", "float", "--peers",
          str(peers_folder), "--speech", str(tmp_path / "speech"), "--noise",
          str(tmp_path / "noise"), "--snrs", "0", "--seconds", "1", "--json", str(out)],
         capture_output=True, text=True, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
@@ -45,9 +45,13 @@ def test_tiny_side_by_side_run(peers_folder, tmp_path):
     assert report["peer_reference_max_abs_diff"]["DTLN"] < 1e-5
     assert report["mixtures_per_snr"] == 2  # every speech x every noise
     assert set(report["results"]) == {"log-MMSE", "GTCRN", "DTLN", "ours: student int8",
-                                      "ours: float"}
+                                      "ours: float", "ours: student keras"}
     ours = report["results"]["ours: student int8"]["0"]
     assert set(ours["vs"]) == {"log-MMSE", "GTCRN", "DTLN", "ours: float"}
+    # The shipped Keras model (a shipped name with its kind) scores as its float32 file does.
+    keras_row = report["results"]["ours: student keras"]["0"]["si_sdr"]["mean"]
+    assert keras_row == pytest.approx(report["results"]["ours: float"]["0"]["si_sdr"]["mean"],
+                                      abs=0.05)
     assert ours["si_sdr"]["n"] == 2
     by_noise = ours["si_sdr_by_noise"]  # one mixture per noise here: their mean is the mean
     assert set(by_noise) == {"n0", "n1"}
