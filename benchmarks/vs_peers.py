@@ -213,9 +213,8 @@ def our_enhancers(models, parser):
         except (ValueError, OSError) as err:
             parser.error(str(err))
         path = Path(shipped or model)
-        name = model.partition(":")[0]  # a shipped name without its kind
+        name, _, kind = model.partition(":")  # a shipped name and its kind, if given
         if shipped is not None:
-            kind = model.partition(":")[2]
             kind = kind or ("keras" if path.suffix == ".npz" else
                             "int8" if "int8" in path.name else "float32")
             label = f"ours: {name} {kind}"
